@@ -1,0 +1,216 @@
+"""STAND-IN for `trtllm-serve` (glm5_hpc test/demo equipment). Not TensorRT-LLM.
+
+Behaves like the real server where glm5_hpc depends on it: the real flags; no listener while the
+model loads; CUDA-graph warmup lines counting down from --max_batch_size; then uvicorn's
+`Application startup complete.` and the real endpoints. It answers coherently only when every
+recipe step was done, and with repetitive gibberish otherwise.
+
+Environment knobs (test equipment only):
+  GLM5_STANDIN_LOAD_S         seconds of "model load" before warmup (default 3)
+  GLM5_STANDIN_WARMUP_STEP_S  seconds per warmup batch size (default 0.01)
+  GLM5_STANDIN_FAULT          crash_after_ready:S | hang | health_503 (default: none)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BUILD_INFO = Path(__file__).resolve().parent.parent / "_build_info.json"
+COHERENT = {
+    "The capital of France is": " Paris. Paris is the largest city in France and the seat of its government,"
+    " known for the Eiffel Tower, the Louvre and the river Seine.",
+}
+COHERENT_DEFAULT = " a question the model answers in plain, well-formed English sentences."
+
+
+def log(msg: str) -> None:
+    print(f"[STAND-IN] {time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="trtllm-serve", description="[STAND-IN] trtllm-serve")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("model")
+    s.add_argument("--host", default="localhost")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--backend", default="pytorch")
+    s.add_argument("--tp_size", type=int, default=1)
+    s.add_argument("--pp_size", type=int, default=1)
+    s.add_argument("--ep_size", type=int, default=None)
+    s.add_argument("--max_batch_size", type=int, default=2048)
+    s.add_argument("--max_num_tokens", type=int, default=8192)
+    s.add_argument("--max_seq_len", type=int, default=None)
+    s.add_argument("--trust_remote_code", action="store_true")
+    s.add_argument("--log_level", default="info")
+    s.add_argument("--extra_llm_api_options", "--config", dest="extra_llm_api_options", default=None)
+    return p.parse_args(argv)
+
+
+def recipe_problems(model: Path, extra: dict[str, Any]) -> list[str]:
+    """What makes the real stack produce gibberish, as the recipe explains it."""
+    problems = []
+    cfg = json.loads((model / "config.json").read_text())
+    if cfg.get("architectures") != ["DeepseekV32ForCausalLM"] or cfg.get("model_type") != "deepseek_v32":
+        problems.append("config.json is not mapped to DeepseekV32ForCausalLM: context attention falls back to unfused MHA")
+    if cfg.get("rope_theta") != 1000000:
+        problems.append("config.json has no top-level rope_theta 1000000")
+    build = json.loads(BUILD_INFO.read_text()) if BUILD_INFO.exists() else {}
+    if build.get("context_head_size_v") != "v_head_dim":
+        problems.append("attention kernels built with headSizeV = qk_nope_head_dim (192 != v_head_dim 256)")
+    if build.get("context_fmha_unsupported") != "warn":
+        problems.append("attention kernels built with the FMHA context assertion")
+    sparse = extra.get("sparse_attention_config") or {}
+    if sparse.get("algorithm") != "dsa":
+        problems.append("no DSA sparse_attention_config: context attention not in absorption mode")
+    return problems
+
+
+def check_tokenizer(model: Path) -> None:
+    tok = json.loads((model / "tokenizer_config.json").read_text())
+    if tok.get("tokenizer_class") == "TokenizersBackend":
+        raise SystemExit("ValueError: Tokenizer class TokenizersBackend does not exist or is not currently imported.")
+    if isinstance(tok.get("extra_special_tokens"), list):
+        raise SystemExit("AttributeError: 'list' object has no attribute 'keys'")
+
+
+def check_flashinfer(model: Path) -> None:
+    try:
+        from flashinfer.mla import _check_trtllm_gen_mla_shape
+    except ImportError:
+        return
+    cfg = json.loads((model / "config.json").read_text())
+    _check_trtllm_gen_mla_shape(cfg["qk_nope_head_dim"], cfg["kv_lora_rank"], cfg["qk_rope_head_dim"])
+
+
+def gibberish(max_tokens: int) -> str:
+    words = [" the", " the", " of", ",", " the", " and", " the"]
+    return "".join(words[i % len(words)] for i in range(max_tokens))
+
+
+def complete(prompt: str, max_tokens: int, coherent: bool) -> str:
+    if not coherent:
+        return gibberish(max_tokens)
+    text = COHERENT.get(prompt.strip(), COHERENT_DEFAULT)
+    return " ".join(text.split(" ")[: max_tokens + 1])
+
+
+class State:
+    def __init__(self, model_id: str, coherent: bool, fault: str) -> None:
+        self.model_id = model_id
+        self.coherent = coherent
+        self.fault = fault
+
+
+def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            print(f'INFO:     {self.client_address[0]} - "{self.requestline}" {args[1] if len(args) > 1 else ""}', flush=True)
+
+        def send(self, code: int, body: Any = None, ctype: str = "application/json") -> None:
+            data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def hang_if_asked(self) -> bool:
+            if state.fault == "hang":
+                time.sleep(3600)
+                return True
+            return False
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.hang_if_asked():
+                return
+            if self.path == "/health":
+                self.send(503 if state.fault == "health_503" else 200)
+            elif self.path == "/health_generate":
+                self.send(200, b"Generation health check OK", "text/plain")
+            elif self.path == "/version":
+                self.send(200, {"version": "1.3.0rc3 (stand-in)"})
+            elif self.path == "/v1/models":
+                self.send(200, {"object": "list", "data": [{"id": state.model_id, "object": "model", "owned_by": "tensorrt_llm"}]})
+            elif self.path == "/metrics":
+                self.send(200, [])
+            else:
+                self.send(404, {"detail": "Not Found"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self.hang_if_asked():
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                req = json.loads(self.rfile.read(length) or b"{}")
+            except json.JSONDecodeError:
+                self.send(400, {"detail": "invalid JSON"})
+                return
+            max_tokens = int(req.get("max_tokens") or 16)
+            now = int(time.time())
+            if self.path == "/v1/completions":
+                text = complete(str(req.get("prompt", "")), max_tokens, state.coherent)
+                self.send(200, {"id": f"cmpl-{now}", "object": "text_completion", "created": now, "model": state.model_id,
+                                "choices": [{"index": 0, "text": text, "finish_reason": "length"}]})
+            elif self.path == "/v1/chat/completions":
+                msgs = req.get("messages") or [{}]
+                text = complete(str(msgs[-1].get("content", "")), max_tokens, state.coherent)
+                self.send(200, {"id": f"chatcmpl-{now}", "object": "chat.completion", "created": now, "model": state.model_id,
+                                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}]})
+            else:
+                self.send(404, {"detail": "Not Found"})
+
+    return Handler
+
+
+def serve(args: argparse.Namespace) -> int:
+    model = Path(args.model)
+    log(f"trtllm-serve stand-in (glm5_hpc test/demo equipment, not TensorRT-LLM) model={model} tp_size={args.tp_size}")
+    extra: dict[str, Any] = {}
+    if args.extra_llm_api_options:
+        extra = yaml.safe_load(Path(args.extra_llm_api_options).read_text()) or {}
+    check_tokenizer(model)
+    log(f"Loading model weights ({os.environ.get('GLM5_STANDIN_LOAD_S', '3')} s)")
+    time.sleep(float(os.environ.get("GLM5_STANDIN_LOAD_S", "3")))
+    check_flashinfer(model)
+    step = float(os.environ.get("GLM5_STANDIN_WARMUP_STEP_S", "0.01"))
+    print(f"Creating CUDA graph instances for {args.max_batch_size} batch sizes.", flush=True)
+    for bs in range(args.max_batch_size, 0, -1):
+        print(f"Run generation-only CUDA graph warmup for batch size={bs}, draft_len=0, max_seq_len={args.max_seq_len or 8192}", flush=True)
+        time.sleep(step)
+    problems = recipe_problems(model, extra)
+    for p in problems:
+        log(f"WARNING (simulated numerics): {p}")
+    fault = os.environ.get("GLM5_STANDIN_FAULT", "")
+    state = State(model.name, coherent=not problems, fault=fault)
+    httpd = ThreadingHTTPServer((args.host, args.port), make_handler(state))
+    httpd.daemon_threads = True
+    print("INFO:     Started server process", flush=True)
+    print("INFO:     Waiting for application startup.", flush=True)
+    print("INFO:     Application startup complete.", flush=True)
+    if fault.startswith("crash_after_ready:"):
+        delay = float(fault.split(":", 1)[1])
+        threading.Timer(delay, lambda: (log("simulated crash"), os._exit(134))).start()
+    httpd.serve_forever()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
