@@ -1,0 +1,3 @@
+from glm5_hpc.cli import main
+
+raise SystemExit(main())

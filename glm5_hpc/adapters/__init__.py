@@ -1,0 +1,1 @@
+"""The only places with side effects: files, Slurm, HTTP, containers."""

@@ -1,0 +1,50 @@
+"""Where a serve job's server answers, resolved on the serve node itself.
+
+docker bridge network: the container's IP (reachable only from that node, hence the watcher runs there);
+host network: the node's address from Slurm (NodeAddr), or loopback when the server binds loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+from glm5_hpc.domain.watch import LOOPBACK, WatchSpec
+
+INSPECT_IP = "{{range.NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+
+
+def container_ip(binary: str, name: str, timeout_s: float = 10) -> str | None:
+    try:
+        out = subprocess.run(
+            [binary, "inspect", "-f", INSPECT_IP, name], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    ip = out.stdout.strip()
+    return ip if out.returncode == 0 and ip else None
+
+
+def node_address(node: str, timeout_s: float = 10) -> str:
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "node", "-o", node], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        for field in out.stdout.split():
+            if field.startswith("NodeAddr="):
+                return field.split("=", 1)[1]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return socket.getfqdn(node)
+
+
+def resolve(spec: WatchSpec, job_id: str) -> tuple[str, str] | None:
+    """Return (url, kind) or None while the container has no address yet."""
+    if spec.network == "bridge":
+        ip = container_ip(spec.container_binary, f"{spec.container_prefix}-{job_id}")
+        return (f"http://{ip}:{spec.port}", "container bridge IP, reachable from the serve node") if ip else None
+    if spec.bind_host in LOOPBACK:
+        return f"http://127.0.0.1:{spec.port}", "node loopback, reachable on the serve node only"
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    return f"http://{node_address(node)}:{spec.port}", "node address"

@@ -1,0 +1,59 @@
+"""Safe file writes, as trusted tools do them. Stdlib only (also runs inside containers).
+
+write_atomic: temp file in the same directory, fsync, os.replace, fsync the directory; so a
+crash leaves either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        elif path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def write_json_atomic(path: Path, doc: Any, mode: int | None = None) -> None:
+    write_atomic(path, (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode(), mode)
+
+
+def backup_once(path: Path) -> Path:
+    """Copy `path` to `path.orig` unless a backup exists already (a re-run never overwrites it)."""
+    orig = path.with_name(path.name + ".orig")
+    if not orig.exists():
+        write_atomic(orig, path.read_bytes(), path.stat().st_mode & 0o7777)
+    return orig

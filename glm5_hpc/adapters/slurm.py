@@ -1,0 +1,110 @@
+"""Slurm: submission through submitit, and one batched sacct + one squeue call per refresh.
+
+Queries are idempotent and retried with backoff (tenacity, bounded); a submission is never
+retried blindly (sbatch that timed out may still have created the job: FACTS.md).
+"""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from glm5_hpc.domain.slurm_state import SACCT_FIELDS, SQUEUE_FORMAT, JobInfo, merge, parse_sacct, parse_squeue
+from glm5_hpc.errors import SlurmError
+
+QUERY_TIMEOUT_S = 30
+
+
+class _Transient(SlurmError):
+    pass
+
+
+def _run(argv: list[str], timeout_s: float = QUERY_TIMEOUT_S) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except FileNotFoundError:
+        raise SlurmError(f"{argv[0]} not found on PATH; run glm5_hpc where the Slurm client commands are installed") from None
+    except subprocess.TimeoutExpired:
+        raise _Transient(f"{argv[0]} timed out after {timeout_s:g}s (is slurmctld up?)") from None
+    if out.returncode != 0:
+        raise _Transient(f"{' '.join(argv[:2])} failed (rc={out.returncode}): {out.stderr.strip()[-500:]}")
+    return out.stdout
+
+
+_query_retry = retry(
+    retry=retry_if_exception_type(_Transient),
+    stop=stop_after_delay(60),
+    wait=wait_exponential(multiplier=1, min=1, max=8),
+    reraise=True,
+)
+
+
+@_query_retry
+def sacct(job_ids: Sequence[str]) -> dict[str, JobInfo]:
+    if not job_ids:
+        return {}
+    return parse_sacct(_run(["sacct", "-X", "-P", "-n", "-o", ",".join(SACCT_FIELDS), "-j", ",".join(job_ids)]))
+
+
+@_query_retry
+def squeue_mine() -> dict[str, JobInfo]:
+    return parse_squeue(_run(["squeue", "-h", "-u", getpass.getuser(), "-o", SQUEUE_FORMAT]))
+
+
+def query(job_ids: Sequence[str]) -> dict[str, JobInfo]:
+    """State of every given job: exactly one sacct and one squeue call, whatever their number."""
+    ids = list(dict.fromkeys(job_ids))
+    if not ids:
+        return {}
+    return merge(ids, sacct(ids), squeue_mine())
+
+
+def cancel(job_ids: Sequence[str]) -> None:
+    if job_ids:
+        _run(["scancel", *job_ids])
+
+
+@dataclass(frozen=True)
+class Submission:
+    folder: Path
+    job_name: str
+    comment: str
+    partition: str
+    time_minutes: int
+    cpus: int
+    mem: str
+    gres: str | None
+    account: str | None
+    qos: str | None
+    after_ok: str | None
+
+
+def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
+    """Submit one job through submitit; returns the Slurm job id. Raises SlurmError, never retries."""
+    import submitit  # deferred: heavy import, needed only to submit
+
+    executor = submitit.SlurmExecutor(folder=sub.folder, max_num_timeout=0)
+    extra: dict[str, Any] = {}
+    if sub.after_ok:
+        extra = {"dependency": f"afterok:{sub.after_ok}", "kill-on-invalid-dep": "yes"}
+    params: dict[str, Any] = dict(
+        job_name=sub.job_name, comment=sub.comment, partition=sub.partition, time=sub.time_minutes,
+        cpus_per_task=sub.cpus, mem=sub.mem, ntasks_per_node=1, nodes=1, use_srun=False,
+        stderr_to_stdout=True, additional_parameters=extra,
+    )
+    for key in ("gres", "account", "qos"):
+        if getattr(sub, key):
+            params[key] = getattr(sub, key)
+    executor.update_parameters(**params)
+    try:
+        job = executor.submit(fn, *args)
+    except Exception as exc:  # submitit wraps sbatch's failure in several exception types
+        raise SlurmError(f"sbatch failed for job {sub.job_name} on partition {sub.partition}: {exc}".replace("\n", " ")) from None
+    return str(job.job_id)
+

@@ -1,0 +1,81 @@
+"""Deployment records on disk: one JSON file per deployment in a private per-user directory
+(0700 directory, 0600 files), atomic writes, an exclusive lock for anything that changes a record.
+
+State directory: $GLM5_HPC_STATE_DIR, else $XDG_STATE_HOME/glm5_hpc, else ~/.local/state/glm5_hpc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from glm5_hpc.adapters.files import write_json_atomic
+from glm5_hpc.errors import StateError
+
+SCHEMA = 1
+
+
+def state_dir() -> Path:
+    if env := os.environ.get("GLM5_HPC_STATE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "glm5_hpc"
+
+
+class Store:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or state_dir()
+        self.dir = self.root / "deployments"
+
+    def _ensure(self) -> None:
+        for d in (self.root, self.dir):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+
+    def path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    @contextlib.contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        """Exclusive lock on one deployment; a second invocation gets a clear error, not a wait."""
+        self._ensure()
+        fd = os.open(self.dir / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StateError(
+                    f"deployment {name!r} is being changed by another glm5_hpc command right now "
+                    f"(lock {self.dir / f'.{name}.lock'}); wait for it to finish and try again"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        path = self.path(name)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StateError(f"deployment record {path} is corrupt ({exc}); move it aside to continue") from None
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise StateError(f"deployment record {path} has schema {doc.get('schema') if isinstance(doc, dict) else '?'}, "
+                             f"this glm5_hpc reads schema {SCHEMA}")
+        return doc
+
+    def save(self, doc: dict[str, Any]) -> None:
+        self._ensure()
+        doc["schema"] = SCHEMA
+        write_json_atomic(self.path(doc["name"]), doc, mode=0o600)
+
+    def names(self) -> list[str]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.dir.glob("*.json"))

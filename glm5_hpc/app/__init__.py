@@ -1,0 +1,1 @@
+"""Use cases the CLI calls: submit, status, cancel, prep, patch-source, render."""

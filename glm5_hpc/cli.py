@@ -1,0 +1,161 @@
+"""Command line: argument parsing, output formatting and exit codes. No logic lives here.
+
+Exit codes: 0 success; 1 the operation failed (a stage failed, the server is unhealthy ...);
+2 bad input (profile, arguments, checkpoint) with nothing changed or submitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from glm5_hpc import __version__
+from glm5_hpc.errors import Glm5Error
+
+EDITS = ("architecture", "rope", "tokenizer-class", "special-tokens-key")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glm5_hpc", description="Serve GLM-5 NVFP4 with TensorRT-LLM on a Slurm cluster.")
+    p.add_argument("--version", action="version", version=f"glm5_hpc {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("submit", help="submit prep-model -> build-wheel -> serve for a deployment")
+    s.add_argument("--profile", required=True, help="profile name (cluster_profiles/NAME.yaml) or path")
+    s.add_argument("--name", help="deployment name (default: the profile's name)")
+    s.add_argument("--wait", action="store_true", help="block until healthy (exit 0) or failed (exit 1)")
+    s.add_argument("--timeout", type=float, default=None, metavar="S", help="with --wait: give up after S seconds")
+
+    s = sub.add_parser("status", help="every stage's job, state and node, the endpoint and its health")
+    s.add_argument("names", nargs="*", metavar="NAME", help="deployments (default: all)")
+    s.add_argument("--json", action="store_true", help="one JSON document")
+
+    s = sub.add_parser("cancel", help="cancel every job of a deployment (its containers are removed)")
+    s.add_argument("name", metavar="NAME")
+
+    s = sub.add_parser("prep", help="edit a checkpoint's config files as the recipe says (Steps 1-2)")
+    s.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--check", action="store_true", help="say what would change; exit 1 if not prepared")
+    g.add_argument("--revert", action="store_true", help="restore the .orig originals")
+    s.add_argument("--skip", action="append", choices=EDITS, default=[], help="leave this edit out (repeatable)")
+    s.add_argument("--record", type=Path, help="write the result (actions, sha256 before/after) to this JSON file")
+
+    s = sub.add_parser("patch-source", help="apply the recipe's C++ fixes to a TensorRT-LLM tree (Step 4)")
+    s.add_argument("src", type=Path, metavar="SRC")
+    s.add_argument("--check", action="store_true", help="report each patch's state; exit 1 if any is needed")
+
+    s = sub.add_parser("render", help="print the scripts a submission would write, without submitting")
+    s.add_argument("--profile", required=True)
+    s.add_argument("--name", help="deployment name (default: the profile's name)")
+    return p
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from glm5_hpc.adapters.resources import load_profile
+    from glm5_hpc.app import deploy
+
+    profile = load_profile(args.profile)
+    name = args.name or profile.name
+    run = deploy.submit(profile, name)
+    jobs = ", ".join(f"{s['stage']}={s['job_id'] or 'skipped'}" for s in run["stages"])
+    print(f"submitted deployment {name} run {run['run_id']}: {jobs}", flush=True)
+    if not args.wait:
+        return 0
+    st = deploy.wait(name, args.timeout, lambda line: print(f"  {line}", flush=True))
+    print(f"healthy: {st.endpoint} ({st.endpoint_kind})")
+    print(f"completion: {st.completion}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from glm5_hpc.app import deploy
+
+    statuses = deploy.status(args.names or None)
+    if args.json:
+        print(json.dumps({"deployments": [s.to_json() for s in statuses]}, indent=2))
+        return 0
+    if not statuses:
+        print("no deployments")
+    for st in statuses:
+        print(_format_status(st))
+    return 0
+
+
+def _format_status(st: Any) -> str:
+    rows = [("STAGE", "JOB", "STATE", "NODE", "ELAPSED", "EXIT", "REASON")]
+    rows += [(s.stage, s.job_id or "-", s.state, s.node or "-", s.elapsed or "-", s.exit_code or "-", s.reason)
+             for s in st.stages]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"deployment {st.name} (profile {st.profile}, run {st.run_id})"]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append(f"  endpoint: {st.endpoint or '-'}" + (f" ({st.endpoint_kind})" if st.endpoint_kind else ""))
+    health = "healthy" if st.healthy else st.phase
+    detail = st.completion if st.healthy else st.health_reason
+    lines.append(f"  health:   {health}" + (f": {detail}" if detail else ""))
+    return "\n".join(lines)
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from glm5_hpc.app import deploy
+
+    cancelled = deploy.cancel(args.name)
+    print(f"cancelled jobs {', '.join(cancelled)}" if cancelled else f"nothing left to cancel in {args.name}")
+    return 0
+
+
+def _cmd_prep(args: argparse.Namespace) -> int:
+    from glm5_hpc.adapters.files import write_json_atomic
+    from glm5_hpc.app.prep import prep_model
+    from glm5_hpc.domain.model_prep import Edits
+
+    edits = Edits(**{e.replace("-", "_"): e not in args.skip for e in EDITS})
+    mode = "check" if args.check else "revert" if args.revert else "apply"
+    result = prep_model(args.model_dir, edits, mode)
+    for f in result.files:
+        verb = ("would change" if mode == "check" else "changed") if f.actions else "unchanged"
+        print(f"{f.file}: {verb}" + (f": {'; '.join(f.actions)}" if f.actions else ""))
+    if args.record:
+        write_json_atomic(args.record, result.to_json())
+    return 1 if mode == "check" and result.changes_needed else 0
+
+
+def _cmd_patch_source(args: argparse.Namespace) -> int:
+    from glm5_hpc.app.source import patch_source
+
+    outcomes = patch_source(args.src, check=args.check)
+    for o in outcomes:
+        print(o.line())
+    return 1 if args.check and any(o.state == "needed" for o in outcomes) else 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from glm5_hpc.app.render import render_preview
+
+    for fname, text in render_preview(args.profile, args.name).items():
+        print(f"==> {fname} <==\n{text}")
+    return 0
+
+
+COMMANDS = {
+    "submit": _cmd_submit, "status": _cmd_status, "cancel": _cmd_cancel, "prep": _cmd_prep,
+    "patch-source": _cmd_patch_source, "render": _cmd_render,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except Glm5Error as exc:
+        if args.debug:
+            raise
+        print(f"glm5_hpc: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("glm5_hpc: interrupted; submitted jobs keep running (see glm5_hpc status)", file=sys.stderr)
+        return 130

@@ -1,0 +1,92 @@
+"""Health verdicts: the probe ladder's rungs judged from parsed replies, and a repetition
+detector for the recipe's failure mode ("repetitive gibberish" after a clean startup). Pure."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+RUNGS = ("health", "models", "completion")
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rung: str
+    ok: bool
+    detail: str
+    at: float = 0.0
+    replied: bool = True  # False when the server did not answer at all (refused, timeout, reset)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Repetition:
+    tokens: int
+    distinct_bigram_ratio: float
+    longest_run: int  # longest run of one token repeated back to back
+    compression_ratio: float  # zlib size / raw size; low means repetitive
+
+    @property
+    def gibberish(self) -> bool:
+        if self.tokens < 8:
+            return False
+        return self.distinct_bigram_ratio < 0.5 or self.longest_run >= 4 or self.compression_ratio < 0.25
+
+
+def repetition(text: str) -> Repetition:
+    tokens = [t.lower() for t in _WORD.findall(text)]
+    bigrams = list(zip(tokens, tokens[1:], strict=False))
+    ratio = len(set(bigrams)) / len(bigrams) if bigrams else 1.0
+    longest = run = 1 if tokens else 0
+    for a, b in zip(tokens, tokens[1:], strict=False):
+        run = run + 1 if a == b else 1
+        longest = max(longest, run)
+    raw = text.encode()
+    compression = len(zlib.compress(raw, 9)) / len(raw) if len(raw) >= 64 else 1.0
+    return Repetition(len(tokens), round(ratio, 3), longest, round(compression, 3))
+
+
+def judge_health(status: int, at: float = 0.0) -> Verdict:
+    return Verdict("health", status == 200, f"GET /health -> {status}", at)
+
+
+def judge_models(status: int, body: Any, model_id: str, at: float = 0.0) -> Verdict:
+    if status != 200:
+        return Verdict("models", False, f"GET /v1/models -> {status}", at)
+    data = body.get("data") if isinstance(body, dict) else None
+    ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+    if model_id not in ids:
+        return Verdict("models", False, f"/v1/models lists {ids}, not {model_id!r}", at)
+    return Verdict("models", True, f"/v1/models lists {model_id!r}", at)
+
+
+def completion_text(body: Any) -> str | None:
+    try:
+        text = body["choices"][0]["text"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return text if isinstance(text, str) else None
+
+
+def judge_completion(status: int, body: Any, expect: str, at: float = 0.0) -> Verdict:
+    if status != 200:
+        return Verdict("completion", False, f"POST /v1/completions -> {status}", at)
+    text = completion_text(body)
+    if text is None:
+        return Verdict("completion", False, "reply has no choices[0].text", at)
+    rep = repetition(text)
+    shown = text.strip()[:500]
+    if rep.gibberish:
+        return Verdict(
+            "completion", False,
+            f"gibberish (distinct bigrams {rep.distinct_bigram_ratio}, longest run {rep.longest_run}, "
+            f"compression {rep.compression_ratio}): {shown!r}", at,
+        )
+    if expect and expect.lower() not in text.lower():
+        return Verdict("completion", False, f"does not mention {expect!r}: {shown!r}", at)
+    return Verdict("completion", True, shown, at)

@@ -1,0 +1,249 @@
+"""Cluster profile: the schema, its defaults (the recipe's values) and validation.
+
+Every string that reaches an `#SBATCH` line or a shell script is checked against an allow-list
+pattern here, not merely quoted later (sbatch's parser is not bash: FACTS.md).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from glm5_hpc.errors import ProfileError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PATH = re.compile(r"^/[A-Za-z0-9_.,+@=/-]*$")
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@#+-]{0,255}$")
+_GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,199}$")
+_REPO = re.compile(r"^(https://[A-Za-z0-9_.:/@%+-]+|/[A-Za-z0-9_.,+@=/-]*)$")
+_TIME = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2}):(\d{2})$")
+_MEM = re.compile(r"^\d+[KMGT]?$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_FLAG = re.compile(r"^[A-Za-z0-9_.,:=/@+%-]{1,512}$")
+_HOST = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
+_CUDA_ARCH = re.compile(r"^[0-9a-z;-]{1,64}$")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid {what} (allowed: {pattern.pattern})")
+        return value
+
+    return AfterValidator(check)
+
+
+Name = Annotated[str, _matching(_NAME, "name")]
+ClusterPath = Annotated[str, _matching(_PATH, "absolute path without spaces or shell characters")]
+Image = Annotated[str, _matching(_IMAGE, "container image reference")]
+GitRef = Annotated[str, _matching(_GIT_REF, "git branch or commit")]
+Repo = Annotated[str, _matching(_REPO, "https URL or absolute path of a git repository")]
+SlurmTime = Annotated[str, _matching(_TIME, "Slurm time limit [D-]HH:MM:SS")]
+Mem = Annotated[str, _matching(_MEM, "Slurm memory size such as 64G")]
+Flag = Annotated[str, _matching(_FLAG, "container run flag")]
+Host = Annotated[str, _matching(_HOST, "host name or address")]
+EnvValue = Annotated[str, _matching(re.compile(r"^[^\n\r\x00]{0,4096}$"), "environment value (one line)")]
+
+
+def _env_keys(env: dict[str, str]) -> dict[str, str]:
+    for key in env:
+        if not _ENV_KEY.fullmatch(key):
+            raise ValueError(f"{key!r} is not a valid environment variable name")
+    return env
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StageResources(_Strict):
+    partition: Name
+    time: SlurmTime
+    cpus: int = Field(ge=1, le=1024)
+    mem: Mem
+    gpus: int = Field(default=0, ge=0, le=64)
+    gpu_type: Name | None = None
+
+    @property
+    def time_minutes(self) -> int:
+        m = _TIME.fullmatch(self.time)
+        assert m is not None  # validated above
+        days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
+        return max(1, days * 1440 + hours * 60 + minutes + (1 if seconds else 0))
+
+    @property
+    def gres(self) -> str | None:
+        if not self.gpus:
+            return None
+        return f"gpu:{self.gpu_type}:{self.gpus}" if self.gpu_type else f"gpu:{self.gpus}"
+
+
+class Stages(_Strict):
+    prep_model: StageResources = Field(alias="prep-model")
+    build_wheel: StageResources | None = Field(default=None, alias="build-wheel")
+    serve: StageResources
+
+
+class Slurm(_Strict):
+    account: Name | None = None
+    qos: Name | None = None
+
+
+class ModelEdits(_Strict):
+    architecture: bool = True
+    rope: bool = True
+    tokenizer_class: bool = True
+    special_tokens_key: bool = True
+
+
+class Model(_Strict):
+    path: ClusterPath
+    edits: ModelEdits = ModelEdits()
+
+
+class Source(_Strict):
+    repo: Repo = "https://github.com/PerkzZheng/TensorRT-LLM.git"
+    branch: GitRef = "user/perkzz/glm-flash-trtllm-gen"
+    lfs: bool = True  # the real branch keeps *.a files in git-lfs
+
+
+class Build(_Strict):
+    cuda_architectures: Annotated[str, _matching(_CUDA_ARCH, "CUDA architecture list")] = "100"
+    fast_build: bool = True
+    job_count: int = Field(default=32, ge=1, le=1024)
+
+
+class Recipe(_Strict):
+    variant: Literal["source-build", "stock"] = "source-build"
+    source: Source = Source()
+    build: Build = Build()
+
+
+class Container(_Strict):
+    runtime: Literal["docker"] = "docker"
+    binary: Literal["docker", "podman"] = "docker"
+    image: Image = "nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3"
+    run_flags: tuple[Flag, ...] = (
+        "--gpus", "all", "--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
+    )
+    network: Literal["bridge", "host"] = "bridge"
+    model_mount: ClusterPath = "/workspace/scratch"
+    env: Annotated[dict[str, EnvValue], AfterValidator(_env_keys)] = Field(default_factory=dict)
+
+
+class SparseAttention(_Strict):
+    algorithm: Literal["dsa"] = "dsa"
+    index_n_heads: int = Field(default=32, ge=1)
+    index_head_dim: int = Field(default=128, ge=1)
+    index_topk: int = Field(default=2048, ge=1)
+
+
+class KvCache(_Strict):
+    dtype: Literal["fp8", "auto", "bf16", "fp16"] = "fp8"
+    free_gpu_memory_fraction: float = Field(default=0.90, gt=0, le=1)
+
+
+class Serve(_Strict):
+    tp_size: int = Field(default=8, ge=1, le=64)
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_num_tokens: int = Field(default=8192, ge=1)
+    host: Host = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    trust_remote_code: bool = True
+    sparse_attention: SparseAttention | None = SparseAttention()
+    kv_cache: KvCache = KvCache()
+    enable_chunked_prefill: bool = True
+
+
+class Health(_Strict):
+    ready_timeout_s: float = Field(default=3600, gt=0)
+    poll_interval_s: float = Field(default=0.25, gt=0, le=60)
+    request_timeout_s: float = Field(default=5, gt=0, le=600)
+    completion_timeout_s: float = Field(default=120, gt=0, le=3600)
+    liveness_interval_s: float = Field(default=10, gt=0)
+    prompt: Annotated[str, Field(min_length=1, max_length=2000)] = "The capital of France is"
+    expect: Annotated[str, Field(max_length=200)] = "Paris"
+    max_tokens: int = Field(default=50, ge=1, le=4096)
+
+
+class Profile(_Strict):
+    """One cluster's settings. `source` is the file it was read from (for error messages)."""
+
+    name: Name
+    source: str = ""
+    slurm: Slurm = Slurm()
+    work_dir: ClusterPath
+    model: Model
+    recipe: Recipe = Recipe()
+    container: Container = Container()
+    stages: Stages
+    serve: Serve = Serve()
+    health: Health = Health()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        if self.recipe.variant == "source-build" and self.stages.build_wheel is None:
+            raise ValueError("recipe.variant is source-build, so stages.build-wheel is required")
+        if self.serve.tp_size > self.stages.serve.gpus:
+            raise ValueError(
+                f"serve.tp_size {self.serve.tp_size} needs at least that many GPUs, "
+                f"but stages.serve.gpus is {self.stages.serve.gpus}"
+            )
+        return self
+
+    @property
+    def model_path(self) -> PurePosixPath:
+        return PurePosixPath(self.model.path)
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed at `loc` (the parent of an unknown key), for the error message."""
+    current: Any = model
+    for part in loc:
+        field = None
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = next(
+                (f for n, f in current.model_fields.items() if part in (n, f.alias)), None
+            )
+        if field is None:
+            return []
+        ann = field.annotation
+        args = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        current = args[0] if args else ann
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(f.alias or n for n, f in current.model_fields.items() if n != "source")
+    return []
+
+
+def _describe(error: Any) -> str:
+    loc = tuple(error["loc"])
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        valid = _valid_keys(Profile, loc[:-1])
+        return f"unknown key {key}; valid keys here: {', '.join(valid)}"
+    if error["type"] == "missing":
+        return f"missing required key {key}"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{key}: {msg}" if loc else msg
+
+
+def parse_profile(text: str, source: str, default_name: str) -> Profile:
+    """Parse and validate a profile's YAML text. Raises ProfileError naming the file and key."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"profile {source}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"profile {source}: expected a mapping of keys at the top level")
+    data.setdefault("name", default_name)
+    data["source"] = source
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+        raise ProfileError(f"profile {source}: {_describe(first)}{more}") from None

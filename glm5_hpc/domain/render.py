@@ -1,0 +1,144 @@
+"""Render a run's stage scripts, serve config and container env file from the `sbatch/`
+templates and a profile. Pure: the same function backs `glm5_hpc render` and `submit`.
+
+Every value is shell-quoted here; the profile validator has already restricted it to safe characters.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from string import Template
+from typing import Any
+
+import yaml
+
+from glm5_hpc.domain.plan import BUILD, PREP, SERVE, RunPaths, job_name
+from glm5_hpc.domain.profile import Profile
+
+TEMPLATES = ("prep-model.sh", "build-wheel.sh", "serve.sh", "serve-container.sh", "runtime-docker.sh")
+TOOL_MOUNT = PurePosixPath("/opt/glm5_hpc")
+
+
+class _ScriptTemplate(Template):
+    delimiter = "@@"
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    deployment: str
+    paths: RunPaths
+    python: str  # interpreter that runs glm5_hpc on the compute nodes (shared storage)
+    tool_packages: Mapping[str, str]  # package name -> directory, mounted into the serve container
+    commit: str
+    wheel_key: str
+
+
+def q(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def serve_config(profile: Profile) -> dict[str, Any]:
+    """The recipe's Step 8 YAML, from the profile (defaults are the recipe's values)."""
+    s = profile.serve
+    doc: dict[str, Any] = {}
+    if s.sparse_attention is not None:
+        doc["sparse_attention_config"] = s.sparse_attention.model_dump()
+    doc["kv_cache_config"] = s.kv_cache.model_dump()
+    doc["enable_chunked_prefill"] = s.enable_chunked_prefill
+    return doc
+
+
+def model_in_container(profile: Profile) -> PurePosixPath:
+    return PurePosixPath(profile.container.model_mount) / profile.model_path.name
+
+
+def serve_argv(profile: Profile, config_path: PurePosixPath) -> list[str]:
+    s = profile.serve
+    argv = [
+        str(model_in_container(profile)),
+        "--host", s.host, "--port", str(s.port),
+        "--tp_size", str(s.tp_size),
+        "--max_batch_size", str(s.max_batch_size),
+        "--max_num_tokens", str(s.max_num_tokens),
+    ]
+    if s.trust_remote_code:
+        argv.append("--trust_remote_code")
+    return [*argv, "--extra_llm_api_options", str(config_path)]
+
+
+def env_file(profile: Profile) -> str:
+    """docker --env-file format: KEY=VALUE per line, taken literally (no quoting, no expansion)."""
+    return "".join(f"{k}={v}\n" for k, v in sorted(profile.container.env.items()))
+
+
+def _mounts(profile: Profile, ctx: RenderContext) -> list[str]:
+    p = ctx.paths
+    mounts = [
+        f"{profile.model_path.parent}:{profile.container.model_mount}",
+        f"{p.run_dir}:{p.run_dir}",
+        f"{p.work_dir / 'wheels'}:{p.work_dir / 'wheels'}:ro",
+    ]
+    mounts += [f"{d}:{TOOL_MOUNT / name}:ro" for name, d in sorted(ctx.tool_packages.items())]
+    return [arg for m in mounts for arg in ("-v", m)]
+
+
+def _runtime(profile: Profile, ctx: RenderContext, stage: str, template: str) -> str:
+    c = profile.container
+    flags = list(c.run_flags) + (["--network", "host"] if c.network == "host" else [])
+    return _ScriptTemplate(template).substitute(
+        binary=q(c.binary),
+        container_prefix=q(job_name(ctx.deployment, stage)),
+        run_flags=shlex.join(flags),
+        mounts=shlex.join(_mounts(profile, ctx)),
+        env_file=q(ctx.paths.scripts / "container.env"),
+        image=q(c.image),
+    )
+
+
+def _prep_flags(profile: Profile) -> list[str]:
+    e = profile.model.edits
+    off = [name for name, on in e.model_dump().items() if not on]
+    return [arg for name in off for arg in ("--skip", name.replace("_", "-"))]
+
+
+def _build_flags(profile: Profile) -> list[str]:
+    b = profile.recipe.build
+    flags = ["--fast_build"] if b.fast_build else []
+    return [*flags, "--cuda_architectures", b.cuda_architectures, "--no-venv", "--job_count", str(b.job_count)]
+
+
+def render_run(profile: Profile, ctx: RenderContext, templates: Mapping[str, str]) -> dict[str, str]:
+    """Return {file name: content} for everything a run writes into its scripts directory."""
+    p = ctx.paths
+    wheel_dir = p.wheel_dir(ctx.wheel_key)
+    common = {"deployment": q(ctx.deployment), "run_id": q(p.run_id), "run_dir": q(p.run_dir),
+              "scripts": q(p.scripts), "python": q(ctx.python)}
+    out: dict[str, str] = {}
+    out[f"{PREP}.sh"] = _ScriptTemplate(templates["prep-model.sh"]).substitute(
+        common, model_dir=q(profile.model_path), prep_flags=shlex.join(_prep_flags(profile))
+    )
+    if profile.recipe.variant == "source-build":
+        src = profile.recipe.source
+        out[f"{BUILD}.sh"] = _ScriptTemplate(templates["build-wheel.sh"]).substitute(
+            common,
+            lfs_setup="git lfs install --skip-repo" if src.lfs else ": # git-lfs not needed (profile recipe.source.lfs: false)",
+            branch=q(src.branch), repo=q(src.repo), commit=q(ctx.commit),
+            runtime=_runtime(profile, ctx, BUILD, templates["runtime-docker.sh"]),
+            build_flags=shlex.join(_build_flags(profile)), wheel_dir=q(wheel_dir),
+        )
+        install = f"pip install --no-deps --force-reinstall {q(wheel_dir)}/tensorrt_llm-*.whl"
+    else:
+        install = ": # stock variant: the image's own TensorRT-LLM serves GLM-5"
+    out[f"{SERVE}.sh"] = _ScriptTemplate(templates["serve.sh"]).substitute(
+        common, runtime=_runtime(profile, ctx, SERVE, templates["runtime-docker.sh"])
+    )
+    out["serve-container.sh"] = _ScriptTemplate(templates["serve-container.sh"]).substitute(
+        common, install_wheel=install, tool_mount=q(TOOL_MOUNT),
+        serve_args=shlex.join(serve_argv(profile, p.scripts / "serve-config.yaml")),
+    )
+    out["serve-config.yaml"] = yaml.safe_dump(serve_config(profile), sort_keys=False)
+    out["container.env"] = env_file(profile)
+    return out

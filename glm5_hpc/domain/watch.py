@@ -1,0 +1,22 @@
+"""What the watcher in a serve job needs to know. Pure data, pickled by submitit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from glm5_hpc.domain.profile import Health
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    health_file: str
+    container_binary: str
+    container_prefix: str  # + "-<job id>" is the container's name
+    network: str  # bridge | host
+    bind_host: str
+    port: int
+    model_id: str
+    health: Health
+    liveness_failures: int = 3  # consecutive failed liveness probes before "unhealthy"

@@ -1,0 +1,44 @@
+"""The function submitit runs for every stage: run the stage's rendered script, forward
+termination signals to it (so its trap removes the container), and, for serve, run the watcher.
+
+A non-zero exit of the script raises, so Slurm records the job as FAILED and `afterok`
+dependents are cancelled (--kill-on-invalid-dep=yes).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from types import FrameType
+
+from glm5_hpc.domain.watch import WatchSpec
+from jobs.watcher import Watcher
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def run_stage(stage: str, script: str, watch: WatchSpec | None = None) -> None:
+    print(f"glm5_hpc: stage {stage}: running {script}", flush=True)
+    proc = subprocess.Popen(["bash", script], stdout=sys.stdout, stderr=sys.stderr)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    watcher = None
+    if watch is not None:
+        watcher = Watcher(watch, give_up=lambda reason: forward(signal.SIGTERM, None))
+        watcher.start()
+    rc = proc.wait()
+    if watcher is not None:
+        watcher.stop.set()
+        watcher.join(timeout=10)
+        if watcher.doc["phase"] not in ("failed",):
+            watcher.record(phase="stopped", reason=f"server exited with code {rc}")
+    if rc != 0:
+        raise StageFailed(f"stage {stage}: {script} exited with code {rc}")
