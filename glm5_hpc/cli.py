@@ -88,8 +88,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _format_status(st: Any) -> str:
     rows = [("STAGE", "JOB", "STATE", "NODE", "ELAPSED", "EXIT", "REASON")]
-    rows += [(s.stage, s.job_id or "-", s.state, s.node or "-", s.elapsed or "-", s.exit_code or "-", s.reason)
-             for s in st.stages]
+    rows += [
+        (s.stage, s.job_id or "-", s.state, s.node or "-", s.elapsed or "-", s.exit_code or "-", s.reason) for s in st.stages
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"deployment {st.name} (profile {st.profile}, run {st.run_id})"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -142,8 +143,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "submit": _cmd_submit, "status": _cmd_status, "cancel": _cmd_cancel, "prep": _cmd_prep,
-    "patch-source": _cmd_patch_source, "render": _cmd_render,
+    "submit": _cmd_submit,
+    "status": _cmd_status,
+    "cancel": _cmd_cancel,
+    "prep": _cmd_prep,
+    "patch-source": _cmd_patch_source,
+    "render": _cmd_render,
 }
 
 

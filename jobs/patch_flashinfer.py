@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
             (result,) = apply_patches(root, (FLASHINFER_MLA_CHECK,))
         except Glm5Error as exc:
             print(f"glm5_hpc: flashinfer patch failed: {exc}", file=sys.stderr)
-            write_atomic(args.record, json.dumps({"patch": FLASHINFER_MLA_CHECK.name, "state": "drift", "error": str(exc)}).encode())
+            failed = {"patch": FLASHINFER_MLA_CHECK.name, "state": "drift", "error": str(exc)}
+            write_atomic(args.record, json.dumps(failed).encode())
             return 1
         outcome = {"patch": result.patch, "file": result.file, "state": result.state, "changed": result.changed}
     print(f"glm5_hpc: flashinfer: {outcome['state']}{' -> patched' if outcome['changed'] else ''}", flush=True)

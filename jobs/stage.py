@@ -1,7 +1,8 @@
 """The function submitit runs for every stage: run the stage's rendered script, forward
 termination signals to it (so its trap removes the container), and, for serve, run the watcher.
 
-A non-zero exit of the script raises, so Slurm records the job as FAILED and `afterok`
+A non-zero exit of the script becomes the job's exit code (SystemExit passes through submitit
+without a traceback), so Slurm records FAILED with the script's own code and `afterok`
 dependents are cancelled (--kill-on-invalid-dep=yes).
 """
 
@@ -14,10 +15,6 @@ from types import FrameType
 
 from glm5_hpc.domain.watch import WatchSpec
 from jobs.watcher import Watcher
-
-
-class StageFailed(RuntimeError):
-    pass
 
 
 def run_stage(stage: str, script: str, watch: WatchSpec | None = None) -> None:
@@ -41,4 +38,5 @@ def run_stage(stage: str, script: str, watch: WatchSpec | None = None) -> None:
         if watcher.doc["phase"] not in ("failed",):
             watcher.record(phase="stopped", reason=f"server exited with code {rc}")
     if rc != 0:
-        raise StageFailed(f"stage {stage}: {script} exited with code {rc}")
+        print(f"glm5_hpc: stage {stage}: {script} exited with code {rc}", file=sys.stderr, flush=True)
+        raise SystemExit(rc if rc > 0 else 128 - rc)

@@ -33,8 +33,12 @@ class Watcher(threading.Thread):
         self.spec = spec
         self.give_up = give_up  # called when the server will never be ready: ends the job
         self.stop = threading.Event()
-        self.doc: dict[str, Any] = {"phase": "starting", "job_id": os.environ.get("SLURM_JOB_ID", ""),
-                                    "started_at": time.time(), "verdicts": []}
+        self.doc: dict[str, Any] = {
+            "phase": "starting",
+            "job_id": os.environ.get("SLURM_JOB_ID", ""),
+            "started_at": time.time(),
+            "verdicts": [],
+        }
 
     def record(self, **fields: Any) -> None:
         self.doc.update(fields, updated_at=time.time())
@@ -61,7 +65,8 @@ class Watcher(threading.Thread):
                 self.record(phase="loading", endpoint=found[0], endpoint_kind=found[1])
                 return found[0]
             if time.monotonic() > deadline:
-                return self.fail("the container never got an address")
+                self.fail("the container never got an address")
+                return None
             self.stop.wait(self.spec.health.poll_interval_s)
         return None
 
@@ -73,8 +78,9 @@ class Watcher(threading.Thread):
                 return False
             health = probe_health(client, url, h.request_timeout_s)
             if health.ok:
-                ladder = run_ladder(client, url, self.spec.model_id, h.prompt, h.expect, h.max_tokens,
-                                    h.request_timeout_s, h.completion_timeout_s)
+                ladder = run_ladder(
+                    client, url, self.spec.model_id, h.prompt, h.expect, h.max_tokens, h.request_timeout_s, h.completion_timeout_s
+                )
                 if all(v.ok for v in ladder):
                     self.add(ladder)
                     self.record(phase="ready", ready_at=time.time(), completion=ladder[-1].detail, reason="")

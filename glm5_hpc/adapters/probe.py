@@ -29,8 +29,14 @@ def probe_health(client: httpx.Client, url: str, timeout_s: float) -> Verdict:
 
 
 def run_ladder(
-    client: httpx.Client, url: str, model_id: str, prompt: str, expect: str, max_tokens: int,
-    request_timeout_s: float, completion_timeout_s: float,
+    client: httpx.Client,
+    url: str,
+    model_id: str,
+    prompt: str,
+    expect: str,
+    max_tokens: int,
+    request_timeout_s: float,
+    completion_timeout_s: float,
 ) -> list[Verdict]:
     """Climb the ladder; stop at the first failed rung. Returns the verdicts in order."""
     verdicts = [probe_health(client, url, request_timeout_s)]

@@ -21,7 +21,7 @@ from glm5_hpc.errors import SlurmError
 QUERY_TIMEOUT_S = 30
 
 
-class _Transient(SlurmError):
+class _TransientError(SlurmError):
     pass
 
 
@@ -31,14 +31,14 @@ def _run(argv: list[str], timeout_s: float = QUERY_TIMEOUT_S) -> str:
     except FileNotFoundError:
         raise SlurmError(f"{argv[0]} not found on PATH; run glm5_hpc where the Slurm client commands are installed") from None
     except subprocess.TimeoutExpired:
-        raise _Transient(f"{argv[0]} timed out after {timeout_s:g}s (is slurmctld up?)") from None
+        raise _TransientError(f"{argv[0]} timed out after {timeout_s:g}s (is slurmctld up?)") from None
     if out.returncode != 0:
-        raise _Transient(f"{' '.join(argv[:2])} failed (rc={out.returncode}): {out.stderr.strip()[-500:]}")
+        raise _TransientError(f"{' '.join(argv[:2])} failed (rc={out.returncode}): {out.stderr.strip()[-500:]}")
     return out.stdout
 
 
 _query_retry = retry(
-    retry=retry_if_exception_type(_Transient),
+    retry=retry_if_exception_type(_TransientError),
     stop=stop_after_delay(60),
     wait=wait_exponential(multiplier=1, min=1, max=8),
     reraise=True,
@@ -94,9 +94,17 @@ def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
     if sub.after_ok:
         extra = {"dependency": f"afterok:{sub.after_ok}", "kill-on-invalid-dep": "yes"}
     params: dict[str, Any] = dict(
-        job_name=sub.job_name, comment=sub.comment, partition=sub.partition, time=sub.time_minutes,
-        cpus_per_task=sub.cpus, mem=sub.mem, ntasks_per_node=1, nodes=1, use_srun=False,
-        stderr_to_stdout=True, additional_parameters=extra,
+        job_name=sub.job_name,
+        comment=sub.comment,
+        partition=sub.partition,
+        time=sub.time_minutes,
+        cpus_per_task=sub.cpus,
+        mem=sub.mem,
+        ntasks_per_node=1,
+        nodes=1,
+        use_srun=False,
+        stderr_to_stdout=True,
+        additional_parameters=extra,
     )
     for key in ("gres", "account", "qos"):
         if getattr(sub, key):
@@ -107,4 +115,3 @@ def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
     except Exception as exc:  # submitit wraps sbatch's failure in several exception types
         raise SlurmError(f"sbatch failed for job {sub.job_name} on partition {sub.partition}: {exc}".replace("\n", " ")) from None
     return str(job.job_id)
-

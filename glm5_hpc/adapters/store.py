@@ -66,8 +66,10 @@ class Store:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StateError(f"deployment record {path} is corrupt ({exc}); move it aside to continue") from None
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-            raise StateError(f"deployment record {path} has schema {doc.get('schema') if isinstance(doc, dict) else '?'}, "
-                             f"this glm5_hpc reads schema {SCHEMA}")
+            raise StateError(
+                f"deployment record {path} has schema {doc.get('schema') if isinstance(doc, dict) else '?'}, "
+                f"this glm5_hpc reads schema {SCHEMA}"
+            )
         return doc
 
     def save(self, doc: dict[str, Any]) -> None:

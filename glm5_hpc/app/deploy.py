@@ -12,14 +12,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import jobs
 import glm5_hpc
+import jobs
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.files import write_atomic
 from glm5_hpc.adapters.resources import templates
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.domain.plan import (
-    BUILD, SERVE, STAGES, RunPaths, StagePlan, check_deployment_name, job_comment, job_name, plan_chain, wheel_key,
+    BUILD,
+    SERVE,
+    STAGES,
+    RunPaths,
+    StagePlan,
+    check_deployment_name,
+    job_comment,
+    job_name,
+    plan_chain,
+    wheel_key,
 )
 from glm5_hpc.domain.profile import Profile
 from glm5_hpc.domain.render import RenderContext, render_run
@@ -32,14 +41,17 @@ from jobs.stage import run_stage
 def git_commit(repo: str, branch: str) -> str:
     """The branch's current commit, pinned at submit time so the build is reproducible."""
     try:
-        out = subprocess.run(["git", "ls-remote", "--heads", repo, f"refs/heads/{branch}"],
-                             capture_output=True, text=True, timeout=60, check=False)
+        out = subprocess.run(
+            ["git", "ls-remote", "--heads", repo, f"refs/heads/{branch}"], capture_output=True, text=True, timeout=60, check=False
+        )
     except subprocess.TimeoutExpired:
         raise Glm5Error(f"git ls-remote {repo} timed out after 60s; check network access to the source repository") from None
     sha = out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else ""
     if not sha:
-        raise InputError(f"branch {branch!r} not found in {repo} (git: {out.stderr.strip()[-300:] or 'no such branch'}); "
-                         "check recipe.source.repo and recipe.source.branch in the profile")
+        raise InputError(
+            f"branch {branch!r} not found in {repo} (git: {out.stderr.strip()[-300:] or 'no such branch'}); "
+            "check recipe.source.repo and recipe.source.branch in the profile"
+        )
     return sha
 
 
@@ -95,16 +107,25 @@ def submit(profile: Profile, name: str, store: Store | None = None) -> dict[str,
         rec = store.load(name) or {"name": name, "runs": []}
         live = [j for j in slurm.query(_job_ids(_current_run(rec))).values() if j.live]
         if live:
-            raise StateError(f"deployment {name!r} still has jobs in Slurm ({', '.join(j.job_id for j in live)}); "
-                             f"cancel it first (glm5_hpc cancel {name}) or choose another --name")
+            raise StateError(
+                f"deployment {name!r} still has jobs in Slurm ({', '.join(j.job_id for j in live)}); "
+                f"cancel it first (glm5_hpc cancel {name}) or choose another --name"
+            )
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         prepared = prepare(profile, name, run_id)
         paths, plan = prepared.paths, prepared.plan
         _write_run_dir(paths, prepared.rendered)
         run: dict[str, Any] = {
-            "run_id": run_id, "run_dir": str(paths.run_dir), "profile": profile.name, "profile_file": profile.source,
-            "submitted_at": time.time(), "commit": prepared.commit, "wheel_key": prepared.wheel_key,
-            "health_file": str(paths.health_file), "logs": str(paths.slurm_logs), "stages": [],
+            "run_id": run_id,
+            "run_dir": str(paths.run_dir),
+            "profile": profile.name,
+            "profile_file": profile.source,
+            "submitted_at": time.time(),
+            "commit": prepared.commit,
+            "wheel_key": prepared.wheel_key,
+            "health_file": str(paths.health_file),
+            "logs": str(paths.slurm_logs),
+            "stages": [],
         }
         if prepared.skipped_build:
             run["stages"].append({"stage": BUILD, "job_id": None, "skipped": prepared.skipped_build})
@@ -116,9 +137,16 @@ def submit(profile: Profile, name: str, store: Store | None = None) -> dict[str,
             for step in plan:
                 res = step.resources
                 sub = slurm.Submission(
-                    folder=Path(paths.slurm_logs), job_name=job_name(name, step.stage), comment=job_comment(name, run_id),
-                    partition=res.partition, time_minutes=res.time_minutes, cpus=res.cpus, mem=res.mem, gres=res.gres,
-                    account=profile.slurm.account, qos=profile.slurm.qos,
+                    folder=Path(paths.slurm_logs),
+                    job_name=job_name(name, step.stage),
+                    comment=job_comment(name, run_id),
+                    partition=res.partition,
+                    time_minutes=res.time_minutes,
+                    cpus=res.cpus,
+                    mem=res.mem,
+                    gres=res.gres,
+                    account=profile.slurm.account,
+                    qos=profile.slurm.qos,
                     after_ok=submitted[step.after] if step.after else None,
                 )
                 watch = _watch_spec(profile, name, paths) if step.stage == SERVE else None
@@ -148,9 +176,13 @@ def _write_run_dir(paths: RunPaths, rendered: dict[str, str]) -> None:
 
 def _watch_spec(profile: Profile, name: str, paths: RunPaths) -> WatchSpec:
     return WatchSpec(
-        health_file=str(paths.health_file), container_binary=profile.container.binary,
-        container_prefix=job_name(name, SERVE), network=profile.container.network,
-        bind_host=profile.serve.host, port=profile.serve.port, model_id=profile.model_path.name,
+        health_file=str(paths.health_file),
+        container_binary=profile.container.binary,
+        container_prefix=job_name(name, SERVE),
+        network=profile.container.network,
+        bind_host=profile.serve.host,
+        port=profile.serve.port,
+        model_id=profile.model_path.name,
         health=profile.health,
     )
 
@@ -250,18 +282,20 @@ def log_path(st: DeploymentStatus, stage: str) -> Path | None:
 
 
 def log_tail(path: Path | None, lines: int = 15) -> str:
+    """The stage's own last lines (submitit's bookkeeping lines left out)."""
     if path is None or not path.exists():
         return ""
     with open(path, "rb") as f:
         f.seek(0, 2)
         f.seek(max(0, f.tell() - 64 * 1024))
-        return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+        text = f.read().decode(errors="replace")
+    return "\n".join([ln for ln in text.splitlines() if not ln.startswith("submitit ")][-lines:])
 
 
 # ---------------------------------------------------------------- wait
 
 
-class WaitFailed(Glm5Error):
+class WaitFailedError(Glm5Error):
     pass
 
 
@@ -282,9 +316,14 @@ def failure(st: DeploymentStatus) -> str | None:
     return None
 
 
-def wait(name: str, timeout_s: float | None, report: Callable[[str], None],
-         store: Store | None = None, max_query_interval_s: float = 5.0) -> DeploymentStatus:
-    """Block until healthy (returns) or failed (raises WaitFailed). Slurm is queried with backoff
+def wait(
+    name: str,
+    timeout_s: float | None,
+    report: Callable[[str], None],
+    store: Store | None = None,
+    max_query_interval_s: float = 5.0,
+) -> DeploymentStatus:
+    """Block until healthy (returns) or failed (raises WaitFailedError). Slurm is queried with backoff
     (1, 2, 4 ... max_query_interval_s s); the health file, which costs Slurm nothing, every 0.25 s."""
     store = store or Store()
     rec = store.load(name)
@@ -305,8 +344,11 @@ def wait(name: str, timeout_s: float | None, report: Callable[[str], None],
             next_query = now + interval
         st = _status_of(rec, infos)
         for s in st.stages:
-            line = f"{s.stage}: {s.state}" + (f" ({s.reason})" if s.reason and s.state != "RUNNING" else "") + \
-                   (f" job {s.job_id} on {s.node}" if s.node else (f" job {s.job_id}" if s.job_id else ""))
+            line = (
+                f"{s.stage}: {s.state}"
+                + (f" ({s.reason})" if s.reason and s.state != "RUNNING" else "")
+                + (f" job {s.job_id} on {s.node}" if s.node else (f" job {s.job_id}" if s.job_id else ""))
+            )
             if seen.get(s.stage) != line:
                 seen[s.stage] = line
                 report(line)
@@ -322,9 +364,11 @@ def wait(name: str, timeout_s: float | None, report: Callable[[str], None],
             return st
         why = failure(st)
         if why:
-            raise WaitFailed(why)
+            raise WaitFailedError(why)
         if deadline and time.monotonic() > deadline:
-            raise WaitFailed(f"deployment {name!r} not healthy within --timeout {timeout_s:g}s (jobs keep running; see glm5_hpc status)")
+            raise WaitFailedError(
+                f"deployment {name!r} not healthy within --timeout {timeout_s:g}s (jobs keep running; see glm5_hpc status)"
+            )
         time.sleep(0.25)
 
 

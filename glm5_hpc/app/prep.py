@@ -57,7 +57,9 @@ def _read_json(path: Path) -> Any:
 def _check_target(model_dir: Path, path: Path) -> None:
     real = path.resolve()
     if real.parent != model_dir.resolve():
-        raise PrepError(f"{path}: is a symlink to {real}, outside {model_dir}; refusing to edit it (copy the file in place first)")
+        raise PrepError(
+            f"{path}: is a symlink to {real}, outside {model_dir}; refusing to edit it (copy the file in place first)"
+        )
 
 
 def prep_model(model_dir: Path, edits: Edits, mode: str = "apply") -> PrepResult:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import Any
 
 RUNGS = ("health", "models", "completion")
@@ -40,10 +41,10 @@ class Repetition:
 
 def repetition(text: str) -> Repetition:
     tokens = [t.lower() for t in _WORD.findall(text)]
-    bigrams = list(zip(tokens, tokens[1:], strict=False))
+    bigrams = list(pairwise(tokens))
     ratio = len(set(bigrams)) / len(bigrams) if bigrams else 1.0
     longest = run = 1 if tokens else 0
-    for a, b in zip(tokens, tokens[1:], strict=False):
+    for a, b in pairwise(tokens):
         run = run + 1 if a == b else 1
         longest = max(longest, run)
     raw = text.encode()
@@ -83,9 +84,11 @@ def judge_completion(status: int, body: Any, expect: str, at: float = 0.0) -> Ve
     shown = text.strip()[:500]
     if rep.gibberish:
         return Verdict(
-            "completion", False,
+            "completion",
+            False,
             f"gibberish (distinct bigrams {rep.distinct_bigram_ratio}, longest run {rep.longest_run}, "
-            f"compression {rep.compression_ratio}): {shown!r}", at,
+            f"compression {rep.compression_ratio}): {shown!r}",
+            at,
         )
     if expect and expect.lower() not in text.lower():
         return Verdict("completion", False, f"does not mention {expect!r}: {shown!r}", at)

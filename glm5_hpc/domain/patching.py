@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class PatchState(str, Enum):
+class PatchState(StrEnum):
     NEEDED = "needed"  # the old text is present once: apply
     APPLIED = "already applied"  # our new text is present
     UPSTREAM_FIXED = "fixed upstream"  # upstream's own fix is present: nothing to do

@@ -128,7 +128,13 @@ class Container(_Strict):
     binary: Literal["docker", "podman"] = "docker"
     image: Image = "nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3"
     run_flags: tuple[Flag, ...] = (
-        "--gpus", "all", "--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
+        "--gpus",
+        "all",
+        "--ipc=host",
+        "--ulimit",
+        "memlock=-1",
+        "--ulimit",
+        "stack=67108864",
     )
     network: Literal["bridge", "host"] = "bridge"
     model_mount: ClusterPath = "/workspace/scratch"
@@ -151,7 +157,7 @@ class Serve(_Strict):
     tp_size: int = Field(default=8, ge=1, le=64)
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_num_tokens: int = Field(default=8192, ge=1)
-    host: Host = "0.0.0.0"
+    host: Host = "0.0.0.0"  # noqa: S104 - the recipe's value; inside a bridge-network container it is node-local
     port: int = Field(default=8000, ge=1, le=65535)
     trust_remote_code: bool = True
     sparse_attention: SparseAttention | None = SparseAttention()
@@ -206,9 +212,7 @@ def _valid_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]
     for part in loc:
         field = None
         if isinstance(current, type) and issubclass(current, BaseModel):
-            field = next(
-                (f for n, f in current.model_fields.items() if part in (n, f.alias)), None
-            )
+            field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
         if field is None:
             return []
         ann = field.annotation

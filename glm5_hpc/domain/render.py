@@ -59,10 +59,16 @@ def serve_argv(profile: Profile, config_path: PurePosixPath) -> list[str]:
     s = profile.serve
     argv = [
         str(model_in_container(profile)),
-        "--host", s.host, "--port", str(s.port),
-        "--tp_size", str(s.tp_size),
-        "--max_batch_size", str(s.max_batch_size),
-        "--max_num_tokens", str(s.max_num_tokens),
+        "--host",
+        s.host,
+        "--port",
+        str(s.port),
+        "--tp_size",
+        str(s.tp_size),
+        "--max_batch_size",
+        str(s.max_batch_size),
+        "--max_num_tokens",
+        str(s.max_num_tokens),
     ]
     if s.trust_remote_code:
         argv.append("--trust_remote_code")
@@ -114,8 +120,13 @@ def render_run(profile: Profile, ctx: RenderContext, templates: Mapping[str, str
     """Return {file name: content} for everything a run writes into its scripts directory."""
     p = ctx.paths
     wheel_dir = p.wheel_dir(ctx.wheel_key)
-    common = {"deployment": q(ctx.deployment), "run_id": q(p.run_id), "run_dir": q(p.run_dir),
-              "scripts": q(p.scripts), "python": q(ctx.python)}
+    common = {
+        "deployment": q(ctx.deployment),
+        "run_id": q(p.run_id),
+        "run_dir": q(p.run_dir),
+        "scripts": q(p.scripts),
+        "python": q(ctx.python),
+    }
     out: dict[str, str] = {}
     out[f"{PREP}.sh"] = _ScriptTemplate(templates["prep-model.sh"]).substitute(
         common, model_dir=q(profile.model_path), prep_flags=shlex.join(_prep_flags(profile))
@@ -125,9 +136,12 @@ def render_run(profile: Profile, ctx: RenderContext, templates: Mapping[str, str
         out[f"{BUILD}.sh"] = _ScriptTemplate(templates["build-wheel.sh"]).substitute(
             common,
             lfs_setup="git lfs install --skip-repo" if src.lfs else ": # git-lfs not needed (profile recipe.source.lfs: false)",
-            branch=q(src.branch), repo=q(src.repo), commit=q(ctx.commit),
+            branch=q(src.branch),
+            repo=q(src.repo),
+            commit=q(ctx.commit),
             runtime=_runtime(profile, ctx, BUILD, templates["runtime-docker.sh"]),
-            build_flags=shlex.join(_build_flags(profile)), wheel_dir=q(wheel_dir),
+            build_flags=shlex.join(_build_flags(profile)),
+            wheel_dir=q(wheel_dir),
         )
         install = f"pip install --no-deps --force-reinstall {q(wheel_dir)}/tensorrt_llm-*.whl"
     else:
@@ -136,7 +150,9 @@ def render_run(profile: Profile, ctx: RenderContext, templates: Mapping[str, str
         common, runtime=_runtime(profile, ctx, SERVE, templates["runtime-docker.sh"])
     )
     out["serve-container.sh"] = _ScriptTemplate(templates["serve-container.sh"]).substitute(
-        common, install_wheel=install, tool_mount=q(TOOL_MOUNT),
+        common,
+        install_wheel=install,
+        tool_mount=q(TOOL_MOUNT),
         serve_args=shlex.join(serve_argv(profile, p.scripts / "serve-config.yaml")),
     )
     out["serve-config.yaml"] = yaml.safe_dump(serve_config(profile), sort_keys=False)

@@ -7,10 +7,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TERMINAL = frozenset({
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
-    "BOOT_FAIL", "DEADLINE", "REVOKED",
-})
+TERMINAL = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "REVOKED",
+    }
+)
 FAILED = TERMINAL - {"COMPLETED"}
 UNKNOWN = "UNKNOWN"
 
@@ -63,8 +73,7 @@ def parse_sacct(text: str) -> dict[str, JobInfo]:
         state = _norm_state(raw_state)
         # sacct keeps the last pending reason of a finished job; it means nothing then.
         reason = _none(reason) if state == "PENDING" else ""
-        jobs[job_id] = JobInfo(job_id, state, reason, _none(node), exit_code,
-                               _none(start), _none(end), elapsed)
+        jobs[job_id] = JobInfo(job_id, state, reason, _none(node), exit_code, _none(start), _none(end), elapsed)
     return jobs
 
 
@@ -86,8 +95,9 @@ def merge(job_ids: list[str], sacct: dict[str, JobInfo], squeue: dict[str, JobIn
     for jid in job_ids:
         live, acct = squeue.get(jid), sacct.get(jid)
         if live and acct:
-            out[jid] = JobInfo(jid, live.state, live.reason, live.node or acct.node, acct.exit_code,
-                               acct.start, acct.end, acct.elapsed)
+            out[jid] = JobInfo(
+                jid, live.state, live.reason, live.node or acct.node, acct.exit_code, acct.start, acct.end, acct.elapsed
+            )
         else:
             out[jid] = live or acct or JobInfo(jid, UNKNOWN)
     return out

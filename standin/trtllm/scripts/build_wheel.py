@@ -39,9 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def compiled_attention() -> dict[str, object]:
     src = ATTENTION_OP.read_text()
     return {
-        "context_head_size_v": "v_head_dim"
-        if "fmhaParams.headSizeV = mMLAParams.v_head_dim;" in src
-        else "qk_nope_head_dim",
+        "context_head_size_v": "v_head_dim" if "fmhaParams.headSizeV = mMLAParams.v_head_dim;" in src else "qk_nope_head_dim",
         "context_fmha_unsupported": "warn"
         if "FMHA not supported for context MLA, falling back to unfused MHA." in src
         else "abort",

@@ -116,7 +116,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             print(f'INFO:     {self.client_address[0]} - "{self.requestline}" {args[1] if len(args) > 1 else ""}', flush=True)
 
         def send(self, code: int, body: Any = None, ctype: str = "application/json") -> None:
@@ -133,7 +133,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 return True
             return False
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.hang_if_asked():
                 return
             if self.path == "/health":
@@ -143,13 +143,14 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/version":
                 self.send(200, {"version": "1.3.0rc3 (stand-in)"})
             elif self.path == "/v1/models":
-                self.send(200, {"object": "list", "data": [{"id": state.model_id, "object": "model", "owned_by": "tensorrt_llm"}]})
+                models = [{"id": state.model_id, "object": "model", "owned_by": "tensorrt_llm"}]
+                self.send(200, {"object": "list", "data": models})
             elif self.path == "/metrics":
                 self.send(200, [])
             else:
                 self.send(404, {"detail": "Not Found"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if self.hang_if_asked():
                 return
             length = int(self.headers.get("Content-Length") or 0)
@@ -162,13 +163,30 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             now = int(time.time())
             if self.path == "/v1/completions":
                 text = complete(str(req.get("prompt", "")), max_tokens, state.coherent)
-                self.send(200, {"id": f"cmpl-{now}", "object": "text_completion", "created": now, "model": state.model_id,
-                                "choices": [{"index": 0, "text": text, "finish_reason": "length"}]})
+                self.send(
+                    200,
+                    {
+                        "id": f"cmpl-{now}",
+                        "object": "text_completion",
+                        "created": now,
+                        "model": state.model_id,
+                        "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
+                    },
+                )
             elif self.path == "/v1/chat/completions":
                 msgs = req.get("messages") or [{}]
                 text = complete(str(msgs[-1].get("content", "")), max_tokens, state.coherent)
-                self.send(200, {"id": f"chatcmpl-{now}", "object": "chat.completion", "created": now, "model": state.model_id,
-                                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}]})
+                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
+                self.send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{now}",
+                        "object": "chat.completion",
+                        "created": now,
+                        "model": state.model_id,
+                        "choices": [choice],
+                    },
+                )
             else:
                 self.send(404, {"detail": "Not Found"})
 
@@ -188,7 +206,8 @@ def serve(args: argparse.Namespace) -> int:
     step = float(os.environ.get("GLM5_STANDIN_WARMUP_STEP_S", "0.01"))
     print(f"Creating CUDA graph instances for {args.max_batch_size} batch sizes.", flush=True)
     for bs in range(args.max_batch_size, 0, -1):
-        print(f"Run generation-only CUDA graph warmup for batch size={bs}, draft_len=0, max_seq_len={args.max_seq_len or 8192}", flush=True)
+        seq = args.max_seq_len or 8192
+        print(f"Run generation-only CUDA graph warmup for batch size={bs}, draft_len=0, max_seq_len={seq}", flush=True)
         time.sleep(step)
     problems = recipe_problems(model, extra)
     for p in problems:

@@ -1,0 +1,111 @@
+"""Shared fixtures. Integration tests run against the project's own Slurm cluster, podman and the
+TensorRT-LLM stand-in; the session fixture starts them and FAILS the run if they cannot start."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+STANDIN = REPO / "standin"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+_ports = itertools.count(18100)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> None:
+    """The local cluster and stand-in assets, started once (both commands are idempotent)."""
+    for cmd in (["scripts/local-cluster", "up"], ["scripts/standin-assets"]):
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            pytest.fail(f"{' '.join(cmd)} failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "state"
+    monkeypatch.setenv("GLM5_HPC_STATE_DIR", str(d))
+    return d
+
+
+def copy_checkpoint(dest: Path) -> Path:
+    model = dest / "GLM-5-nvfp4-v1"
+    shutil.copytree(STANDIN / "checkpoint" / "GLM-5-nvfp4-v1", model)
+    return model
+
+
+def deep_update(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+@pytest.fixture
+def make_profile(tmp_path: Path) -> Callable[..., Path]:
+    """Write a profile derived from cluster_profiles/local.yaml with its own work dir, checkpoint copy and port."""
+
+    def make(name: str = "t", **overrides: Any) -> Path:
+        doc = yaml.safe_load((REPO / "cluster_profiles" / "local.yaml").read_text())
+        root = tmp_path / name
+        root.mkdir()
+        model = copy_checkpoint(root / "models")
+        doc = deep_update(doc, {"work_dir": str(root / "work"), "model": {"path": str(model)}, "serve": {"port": next(_ports)}})
+        doc = deep_update(doc, overrides)
+        path = root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    return make
+
+
+GLM5_HPC = Path(sys.executable).parent / "glm5_hpc"
+
+
+def glm5(*args: str, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script as a user would (outside the source tree, so the installed
+    package, with its shipped jobs/ and sbatch/, is what runs)."""
+    proc = subprocess.run([str(GLM5_HPC), *args], capture_output=True, text=True, timeout=timeout, cwd="/")
+    if check and proc.returncode != 0:
+        raise AssertionError(f"glm5_hpc {' '.join(args)} -> rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def squeue_ids() -> set[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def containers() -> set[str]:
+    out = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 60, interval_s: float = 0.5) -> bool:
+    """Poll `check` until true or the bound expires (a wait, not a timing assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval_s)
+    return check()
+
+
+@pytest.fixture
+def cleanup_deployments() -> Iterator[list[str]]:
+    """Names registered here are cancelled after the test, pass or fail: no job outlives a test."""
+    names: list[str] = []
+    yield names
+    for n in names:
+        glm5("cancel", n)

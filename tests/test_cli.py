@@ -1,0 +1,63 @@
+"""The command line: every command documented, clean one-line errors, and what the wheel ships."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from glm5_hpc.cli import COMMANDS
+from tests.conftest import REPO, glm5
+
+
+def test_help_and_module_entry_point() -> None:
+    out = glm5("--help", check=True).stdout
+    for command in COMMANDS:
+        assert command in out
+    mod = subprocess.run([sys.executable, "-m", "glm5_hpc", "--version"], capture_output=True, text=True, cwd="/")
+    assert mod.returncode == 0 and mod.stdout.startswith("glm5_hpc ")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
+    proc = glm5(command, "--help", check=True)
+    assert "usage: glm5_hpc " + command in proc.stdout
+    assert f"glm5_hpc {command}" in (REPO / "README.md").read_text()
+
+
+def test_bad_profile_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("work_dir: /w\nmodel: {path: /m}\nstages: {}\nserve: {tp_sise: 8}\n")
+    proc = glm5("submit", "--profile", str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"glm5_hpc: error: profile {bad}: ")
+
+
+def test_unknown_deployment(tmp_path: Path) -> None:
+    proc = glm5("cancel", "nosuch")
+    assert proc.returncode == 2 and "no deployment named 'nosuch'" in proc.stderr
+
+
+def test_wheel_ships_jobs_templates_and_profiles(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("glm5_hpc-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in (
+        "jobs/stage.py",
+        "jobs/watcher.py",
+        "jobs/patch_flashinfer.py",
+        "sbatch/serve.sh",
+        "sbatch/runtime-docker.sh",
+        "cluster_profiles/local.yaml",
+        "cluster_profiles/example-b200.yaml",
+        "glm5_hpc/py.typed",
+    ):
+        assert required in names, required

@@ -1,0 +1,136 @@
+"""Profile loading and validation: every bad value gives one line naming the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from glm5_hpc.adapters.resources import load_profile
+from glm5_hpc.domain.profile import parse_profile
+from glm5_hpc.errors import ProfileError
+from tests.conftest import REPO
+
+BASE = yaml.safe_load((REPO / "cluster_profiles" / "local.yaml").read_text())
+
+
+def parse(doc: dict) -> object:
+    return parse_profile(yaml.safe_dump(doc), "p.yaml", "p")
+
+
+def with_value(path: str, value: object) -> dict:
+    doc = yaml.safe_load(yaml.safe_dump(BASE))
+    node = doc
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return doc
+
+
+def test_bundled_profiles_load() -> None:
+    local = load_profile(str(REPO / "cluster_profiles" / "local.yaml"))
+    assert local.name == "local"
+    assert local.stages.serve.gres == "gpu:b200:8"
+    assert local.container.binary == "podman"
+    example = load_profile(str(REPO / "cluster_profiles" / "example-b200.yaml"))
+    assert example.container.image == "nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3"
+    assert example.serve.tp_size == 8
+    assert example.container.run_flags == ("--gpus", "all", "--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864")
+    assert example.stages.serve.time_minutes == 240
+
+
+def test_profile_found_by_name_in_bundled_profiles(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_profile("local").source.endswith("local.yaml")
+
+
+def test_missing_profile_names_where_it_looked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProfileError, match=r"profile 'nosuch' not found; looked for nosuch.yaml in: .*cluster_profiles"):
+        load_profile("nosuch")
+
+
+def test_unknown_key_lists_valid_keys() -> None:
+    with pytest.raises(ProfileError) as err:
+        parse(with_value("serve.tp_sise", 8))
+    assert str(err.value) == (
+        "profile p.yaml: unknown key serve.tp_sise; valid keys here: enable_chunked_prefill, host, kv_cache, "
+        "max_batch_size, max_num_tokens, port, sparse_attention, tp_size, trust_remote_code"
+    )
+
+
+def test_missing_required_key() -> None:
+    doc = yaml.safe_load(yaml.safe_dump(BASE))
+    del doc["work_dir"]
+    with pytest.raises(ProfileError, match=r"^profile p.yaml: missing required key work_dir$"):
+        parse(doc)
+
+
+HOSTILE = ["gpu; rm -rf /", "gpu\n#SBATCH --uid=0", "$(id)", "gpu x", "`id`", "a'b", 'a"b', "#gpu"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize(
+    "key",
+    ["stages.serve.partition", "slurm.account", "work_dir", "model.path", "container.image", "recipe.source.branch"],
+)
+def test_hostile_values_rejected_naming_the_key(key: str, value: str) -> None:
+    with pytest.raises(ProfileError) as err:
+        parse(with_value(key, value if not key.endswith(("path", "work_dir")) else "/x/" + value))
+    assert str(err.value).startswith(f"profile p.yaml: {key}: ")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["--privileged; id", "$(id)", "a b", "x\n--y"])
+def test_hostile_run_flags_rejected(value: str) -> None:
+    with pytest.raises(ProfileError, match=r"container.run_flags.0: "):
+        parse(with_value("container.run_flags", [value]))
+
+
+def test_env_names_and_values_checked() -> None:
+    with pytest.raises(ProfileError, match="not a valid environment variable name"):
+        parse(with_value("container.env", {"BAD-NAME": "1"}))
+    with pytest.raises(ProfileError, match=r"container.env.X: "):
+        parse(with_value("container.env", {"X": "a\nb"}))
+
+
+def test_tp_size_needs_enough_gpus() -> None:
+    with pytest.raises(ProfileError, match=r"serve.tp_size 8 needs at least that many GPUs, but stages.serve.gpus is 4"):
+        parse(with_value("stages.serve.gpus", 4))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("serve.max_batch_size", 0),
+        ("serve.port", 70000),
+        ("stages.serve.time", "4h"),
+        ("stages.serve.mem", "lots"),
+        ("serve.sparse_attention.algorithm", "nsa"),
+    ],
+)
+def test_bad_sizes_and_choices(key: str, value: object) -> None:
+    with pytest.raises(ProfileError, match=f"profile p.yaml: {key}"):
+        parse(with_value(key, value))
+
+
+def test_source_build_needs_a_build_stage_but_stock_does_not() -> None:
+    doc = yaml.safe_load(yaml.safe_dump(BASE))
+    del doc["stages"]["build-wheel"]
+    with pytest.raises(ProfileError, match=r"stages.build-wheel is required"):
+        parse(doc)
+    doc["recipe"]["variant"] = "stock"
+    assert parse(doc).recipe.variant == "stock"  # type: ignore[attr-defined]
+
+
+def test_invalid_yaml_is_one_line() -> None:
+    with pytest.raises(ProfileError) as err:
+        parse_profile("a: [1,\n", "p.yaml", "p")
+    assert str(err.value).startswith("profile p.yaml: not valid YAML")
+    assert "\n" not in str(err.value)
+
+
+def test_time_limits_in_minutes() -> None:
+    assert parse(with_value("stages.serve.time", "1-02:03:04")).stages.serve.time_minutes == 1440 + 123 + 1  # type: ignore[attr-defined]
