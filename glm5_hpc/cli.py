@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("render", help="print the scripts a submission would write, without submitting")
     s.add_argument("--profile", required=True)
     s.add_argument("--name", help="deployment name (default: the profile's name)")
+    s.add_argument("stage", nargs="?", choices=["prep-model", "build-wheel", "serve"], help="only this stage's files")
+
+    s = sub.add_parser("preflight", help="check this node's GPUs before a build or serve stage starts")
+    s.add_argument("--min-gpus", type=int, default=0, help="GPUs needed (serve.tp_size)")
+    s.add_argument("--cuda-arch", help="recipe.build.cuda_architectures the wheel is built for")
+    s.add_argument("--model", type=Path, help="checkpoint directory (an NVFP4 checkpoint needs compute capability >= 10.0)")
+    s.add_argument("--nvidia-smi", default="nvidia-smi", help=argparse.SUPPRESS)
     return p
 
 
@@ -137,9 +144,20 @@ def _cmd_patch_source(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     from glm5_hpc.app.render import render_preview
 
-    for fname, text in render_preview(args.profile, args.name).items():
+    for fname, text in render_preview(args.profile, args.name, args.stage).items():
         print(f"==> {fname} <==\n{text}")
     return 0
+
+
+def _cmd_preflight(args: argparse.Namespace) -> int:
+    from glm5_hpc.app.preflight import preflight
+
+    found = preflight(args.min_gpus, args.cuda_arch, args.model, args.nvidia_smi)
+    for problem in found:
+        print(f"glm5_hpc: GPU preflight failed: {problem}", file=sys.stderr)
+    if not found:
+        print("GPU preflight passed")
+    return 1 if found else 0
 
 
 COMMANDS = {
@@ -149,6 +167,7 @@ COMMANDS = {
     "prep": _cmd_prep,
     "patch-source": _cmd_patch_source,
     "render": _cmd_render,
+    "preflight": _cmd_preflight,
 }
 
 

@@ -9,6 +9,7 @@ rm -rf "$src"
 git clone --quiet --branch @@{branch} --single-branch @@{repo} "$src"
 git -C "$src" checkout --quiet --detach @@{commit}
 @@{python} -m glm5_hpc patch-source "$src"
+@@{preflight}
 
 @@{runtime}
 in_runtime "$src" python3 scripts/build_wheel.py @@{build_flags}

@@ -4,15 +4,16 @@ Regenerate after an intended change with GLM5_UPDATE_GOLDEN=1."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
 
-from glm5_hpc.adapters.resources import load_profile, templates
+from glm5_hpc.adapters.resources import templates
 from glm5_hpc.domain.plan import PREP, RunPaths, plan_chain
-from glm5_hpc.domain.profile import parse_profile
-from glm5_hpc.domain.render import RenderContext, render_run
+from glm5_hpc.domain.profile import Profile, parse_profile
+from glm5_hpc.domain.render import RenderContext, pyxis_image, render_run
 from tests.conftest import REPO
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -29,20 +30,45 @@ CTX = RenderContext(
 )
 
 
-def example() -> dict[str, str]:
-    return render_run(load_profile(str(REPO / "cluster_profiles" / "example-b200.yaml")), CTX, templates())
+def example_profile(**changes: object) -> Profile:
+    doc = yaml.safe_load((REPO / "cluster_profiles" / "example-b200.yaml").read_text())
+    for dotted, value in changes.items():
+        node = doc
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return parse_profile(yaml.safe_dump(doc), "example-b200.yaml", "example-b200")
 
 
-def test_example_profile_matches_golden_files() -> None:
-    rendered = example()
-    folder = GOLDEN / "example-b200"
+def example(**changes: object) -> dict[str, str]:
+    return render_run(example_profile(**changes), CTX, templates())
+
+
+VARIANTS: dict[str, dict[str, object]] = {
+    "docker": {},
+    "docker-stock": {"recipe__variant": "stock"},
+    "pyxis": {"container": {"runtime": "pyxis"}},
+    "apptainer": {"container": {"runtime": "apptainer", "image": "/shared/images/tensorrt-llm-1.3.0rc3.sif"}},
+    "bare": {"container": {"runtime": "bare"}},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rendered_files_match_golden(variant: str) -> None:
+    """Every runtime and stage: what each stage will run, byte for byte."""
+    profile = example_profile(**VARIANTS[variant])
+    rendered = render_run(profile, CTX, templates())
+    folder = GOLDEN / variant
     if os.environ.get("GLM5_UPDATE_GOLDEN"):
         folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            old.unlink()
         for name, text in rendered.items():
             (folder / name).write_text(text)
     assert sorted(rendered) == sorted(p.name for p in folder.iterdir())
     for name, text in rendered.items():
-        assert text == (folder / name).read_text(), f"{name} differs from tests/golden/example-b200/{name}"
+        assert text == (folder / name).read_text(), f"{name} differs from tests/golden/{variant}/{name}"
 
 
 def test_serve_config_is_the_recipes_yaml() -> None:
@@ -68,9 +94,7 @@ def test_recipe_commands_present() -> None:
 
 
 def test_stock_variant_has_no_build_and_installs_nothing() -> None:
-    doc = yaml.safe_load((REPO / "cluster_profiles" / "example-b200.yaml").read_text())
-    doc["recipe"]["variant"] = "stock"
-    profile = parse_profile(yaml.safe_dump(doc), "stock.yaml", "stock")
+    profile = example_profile(recipe__variant="stock")
     rendered = render_run(profile, CTX, templates())
     assert "build-wheel.sh" not in rendered
     assert "pip install" not in rendered["serve-container.sh"]
@@ -79,7 +103,7 @@ def test_stock_variant_has_no_build_and_installs_nothing() -> None:
 
 
 def test_cached_wheel_skips_build() -> None:
-    profile = load_profile(str(REPO / "cluster_profiles" / "example-b200.yaml"))
+    profile = example_profile()
     assert [s.stage for s in plan_chain(profile, wheel_cached=True)] == ["prep-model", "serve"]
     assert [(s.stage, s.after) for s in plan_chain(profile, wheel_cached=False)] == [
         ("prep-model", None),
@@ -89,16 +113,49 @@ def test_cached_wheel_skips_build() -> None:
 
 
 def test_skipped_edits_become_prep_flags() -> None:
-    doc = yaml.safe_load((REPO / "cluster_profiles" / "example-b200.yaml").read_text())
-    doc["model"]["edits"] = {"tokenizer_class": False, "special_tokens_key": False}
-    profile = parse_profile(yaml.safe_dump(doc), "p.yaml", "p")
+    profile = example_profile(model__edits={"tokenizer_class": False, "special_tokens_key": False})
     assert "--skip tokenizer-class --skip special-tokens-key" in render_run(profile, CTX, templates())["prep-model.sh"]
 
 
-@pytest.mark.parametrize("script", ["prep-model.sh", "build-wheel.sh", "serve.sh", "serve-container.sh"])
-def test_rendered_scripts_are_valid_bash(script: str, tmp_path: Path) -> None:
-    import subprocess
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rendered_scripts_are_valid_bash(variant: str, tmp_path: Path) -> None:
+    for script in (GOLDEN / variant).glob("*.sh"):
+        proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{variant}/{script.name}: {proc.stderr}"
 
-    path = tmp_path / script
-    path.write_text(example()[script])
-    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+
+def test_runtime_specifics() -> None:
+    pyxis = (GOLDEN / "pyxis" / "serve.sh").read_text()
+    assert "srun --ntasks=1 --container-image='nvcr.io#nvidia/tensorrt-llm/release:1.3.0rc3'" in pyxis
+    assert "--container-mounts=/shared/models:/workspace/scratch,/shared/glm5/work/deployments/" in pyxis
+    apptainer = (GOLDEN / "apptainer" / "serve.sh").read_text()
+    assert "apptainer exec --nv --writable-tmpfs --bind /shared/models:/workspace/scratch," in apptainer
+    assert apptainer.rstrip().endswith("serve-container.sh")
+    bare = (GOLDEN / "bare" / "serve-container.sh").read_text()
+    assert "trtllm-serve serve /shared/models/GLM-5-nvfp4-v1 " in bare  # no container: the real path
+    assert "PYTHONPATH=/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd/scripts/tool " in bare
+    for runtime in ("docker", "pyxis", "apptainer", "bare"):
+        serve = (GOLDEN / runtime / "serve.sh").read_text()
+        assert "glm5_hpc preflight --min-gpus 8 --model /shared/models/GLM-5-nvfp4-v1 --cuda-arch 100" in serve
+    assert "preflight --cuda-arch 100" in (GOLDEN / "docker" / "build-wheel.sh").read_text()
+
+
+def test_pyxis_image_names() -> None:
+    assert pyxis_image("nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3") == "nvcr.io#nvidia/tensorrt-llm/release:1.3.0rc3"
+    assert pyxis_image("ubuntu:22.04") == "ubuntu:22.04"
+    assert pyxis_image("/shared/images/trtllm.sqsh") == "/shared/images/trtllm.sqsh"
+    assert pyxis_image("nvcr.io#nvidia/x:1") == "nvcr.io#nvidia/x:1"
+
+
+def test_env_files_never_expand_values() -> None:
+    profile = example_profile(container__env={"A": "$(id) `x` 'q'"})
+    rendered = render_run(profile, CTX, templates())
+    assert rendered["container.env"] == "A=$(id) `x` 'q'\n"
+    out = subprocess.run(
+        ["bash", "-c", 'set -a; . /dev/stdin; printf %s "$A"'],
+        input=rendered["env.sh"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out == "$(id) `x` 'q'"

@@ -170,7 +170,7 @@ def _write_run_dir(paths: RunPaths, rendered: dict[str, str]) -> None:
     Path(paths.slurm_logs).mkdir(parents=True, exist_ok=True)
     Path(paths.work_dir / "wheels").mkdir(parents=True, exist_ok=True)  # mounted into the containers
     for fname, text in rendered.items():
-        mode = 0o600 if fname == "container.env" else (0o755 if fname.endswith(".sh") else 0o644)
+        mode = 0o600 if fname in ("container.env", "env.sh") else (0o755 if fname.endswith(".sh") else 0o644)
         write_atomic(scripts / fname, text.encode(), mode)
 
 

@@ -16,10 +16,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from glm5_hpc.errors import ProfileError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_PATH = re.compile(r"^/[A-Za-z0-9_.,+@=/-]*$")
-_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@#+-]{0,255}$")
+_PATH = re.compile(r"^/[A-Za-z0-9_.+@=/-]*$")
+_IMAGE = re.compile(r"^(/[A-Za-z0-9_.+@=/-]{1,255}|[A-Za-z0-9][A-Za-z0-9_.:/@#+-]{0,255})$")
 _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,199}$")
-_REPO = re.compile(r"^(https://[A-Za-z0-9_.:/@%+-]+|/[A-Za-z0-9_.,+@=/-]*)$")
+_REPO = re.compile(r"^(https://[A-Za-z0-9_.:/@%+-]+|/[A-Za-z0-9_.+@=/-]*)$")
 _TIME = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2}):(\d{2})$")
 _MEM = re.compile(r"^\d+[KMGT]?$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -123,22 +123,46 @@ class Recipe(_Strict):
     build: Build = Build()
 
 
+RECIPE_DOCKER_FLAGS = ("--gpus", "all", "--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864")
+_RUNTIME_DEFAULTS: dict[str, dict[str, Any]] = {
+    # binary, extra flags of the run command, network
+    "docker": {"binary": "docker", "run_flags": RECIPE_DOCKER_FLAGS, "network": "bridge"},
+    "pyxis": {"binary": "srun", "run_flags": (), "network": "host"},
+    "apptainer": {"binary": "apptainer", "run_flags": (), "network": "host"},
+    "bare": {"binary": "bash", "run_flags": (), "network": "host"},
+}
+_BINARIES = {"docker": ("docker", "podman"), "pyxis": ("srun",), "apptainer": ("apptainer", "singularity"), "bare": ("bash",)}
+
+
 class Container(_Strict):
-    runtime: Literal["docker"] = "docker"
-    binary: Literal["docker", "podman"] = "docker"
+    """How build and serve commands run: docker (or podman), pyxis/enroot, apptainer, or bare on the node."""
+
+    runtime: Literal["docker", "pyxis", "apptainer", "bare"] = "docker"
+    binary: Literal["docker", "podman", "srun", "apptainer", "singularity", "bash"]
     image: Image = "nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3"
-    run_flags: tuple[Flag, ...] = (
-        "--gpus",
-        "all",
-        "--ipc=host",
-        "--ulimit",
-        "memlock=-1",
-        "--ulimit",
-        "stack=67108864",
-    )
-    network: Literal["bridge", "host"] = "bridge"
+    run_flags: tuple[Flag, ...]
+    network: Literal["bridge", "host"]
     model_mount: ClusterPath = "/workspace/scratch"
     env: Annotated[dict[str, EnvValue], AfterValidator(_env_keys)] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _runtime_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        runtime = data.get("runtime", "docker")
+        return {**_RUNTIME_DEFAULTS.get(str(runtime), _RUNTIME_DEFAULTS["docker"]), **data}
+
+    @model_validator(mode="after")
+    def _runtime_consistent(self) -> Container:
+        if self.binary not in _BINARIES[self.runtime]:
+            raise ValueError(
+                f"container.binary {self.binary!r} does not fit runtime {self.runtime!r} "
+                f"(use one of: {', '.join(_BINARIES[self.runtime])})"
+            )
+        if self.network == "bridge" and self.runtime != "docker":
+            raise ValueError(f"container.network bridge needs runtime docker; {self.runtime} uses the host network")
+        return self
 
 
 class SparseAttention(_Strict):
@@ -181,11 +205,12 @@ class Profile(_Strict):
 
     name: Name
     source: str = ""
+    gpu_preflight: bool = True  # check nvidia-smi on the build and serve nodes before starting
     slurm: Slurm = Slurm()
     work_dir: ClusterPath
     model: Model
     recipe: Recipe = Recipe()
-    container: Container = Container()
+    container: Container = Field(default_factory=lambda: Container.model_validate({}))
     stages: Stages
     serve: Serve = Serve()
     health: Health = Health()

@@ -18,7 +18,8 @@ import yaml
 from glm5_hpc.domain.plan import BUILD, PREP, SERVE, RunPaths, job_name
 from glm5_hpc.domain.profile import Profile
 
-TEMPLATES = ("prep-model.sh", "build-wheel.sh", "serve.sh", "serve-container.sh", "runtime-docker.sh")
+RUNTIMES = ("docker", "pyxis", "apptainer", "bare")
+TEMPLATES = ("prep-model.sh", "build-wheel.sh", "serve.sh", "serve-container.sh", *(f"runtime-{r}.sh" for r in RUNTIMES))
 TOOL_MOUNT = PurePosixPath("/opt/glm5_hpc")
 
 
@@ -52,6 +53,8 @@ def serve_config(profile: Profile) -> dict[str, Any]:
 
 
 def model_in_container(profile: Profile) -> PurePosixPath:
+    if profile.container.runtime == "bare":
+        return profile.model_path
     return PurePosixPath(profile.container.model_mount) / profile.model_path.name
 
 
@@ -59,17 +62,11 @@ def serve_argv(profile: Profile, config_path: PurePosixPath) -> list[str]:
     s = profile.serve
     argv = [
         str(model_in_container(profile)),
-        "--host",
-        s.host,
-        "--port",
-        str(s.port),
-        "--tp_size",
-        str(s.tp_size),
-        "--max_batch_size",
-        str(s.max_batch_size),
-        "--max_num_tokens",
-        str(s.max_num_tokens),
-    ]
+        "--host", s.host, "--port", str(s.port),
+        "--tp_size", str(s.tp_size),
+        "--max_batch_size", str(s.max_batch_size),
+        "--max_num_tokens", str(s.max_num_tokens),
+    ]  # fmt: skip
     if s.trust_remote_code:
         argv.append("--trust_remote_code")
     return [*argv, "--extra_llm_api_options", str(config_path)]
@@ -80,28 +77,71 @@ def env_file(profile: Profile) -> str:
     return "".join(f"{k}={v}\n" for k, v in sorted(profile.container.env.items()))
 
 
-def _mounts(profile: Profile, ctx: RenderContext) -> list[str]:
+def env_sh(profile: Profile) -> str:
+    """The same variables as shell assignments (sourced by pyxis/bare, apptainer --env-file)."""
+    return "".join(f"{k}={q(v)}\n" for k, v in sorted(profile.container.env.items()))
+
+
+def tool_dir(profile: Profile, paths: RunPaths) -> PurePosixPath:
+    """Where the tool's stdlib-only packages appear for the in-container flashinfer patch."""
+    return paths.scripts / "tool" if profile.container.runtime == "bare" else TOOL_MOUNT
+
+
+def _mounts(profile: Profile, ctx: RenderContext) -> list[tuple[str, str, bool]]:
+    """(source, target, read-only) for every runtime that mounts."""
     p = ctx.paths
+    wheels = str(p.work_dir / "wheels")
     mounts = [
-        f"{profile.model_path.parent}:{profile.container.model_mount}",
-        f"{p.run_dir}:{p.run_dir}",
-        f"{p.work_dir / 'wheels'}:{p.work_dir / 'wheels'}:ro",
+        (str(profile.model_path.parent), profile.container.model_mount, False),
+        (str(p.run_dir), str(p.run_dir), False),
+        (wheels, wheels, True),
     ]
-    mounts += [f"{d}:{TOOL_MOUNT / name}:ro" for name, d in sorted(ctx.tool_packages.items())]
-    return [arg for m in mounts for arg in ("-v", m)]
+    return mounts + [(d, str(TOOL_MOUNT / name), True) for name, d in sorted(ctx.tool_packages.items())]
 
 
-def _runtime(profile: Profile, ctx: RenderContext, stage: str, template: str) -> str:
+def pyxis_image(image: str) -> str:
+    """pyxis/enroot write the registry separator as '#': nvcr.io/nvidia/x:tag -> nvcr.io#nvidia/x:tag."""
+    if "#" in image or image.startswith("/"):
+        return image
+    first, sep, rest = image.partition("/")
+    return f"{first}#{rest}" if sep and ("." in first or ":" in first or first == "localhost") else image
+
+
+def _runtime(profile: Profile, ctx: RenderContext, stage: str, templates: Mapping[str, str]) -> str:
     c = profile.container
-    flags = list(c.run_flags) + (["--network", "host"] if c.network == "host" else [])
-    return _ScriptTemplate(template).substitute(
-        binary=q(c.binary),
-        container_prefix=q(job_name(ctx.deployment, stage)),
-        run_flags=shlex.join(flags),
-        mounts=shlex.join(_mounts(profile, ctx)),
-        env_file=q(ctx.paths.scripts / "container.env"),
-        image=q(c.image),
-    )
+    mounts = _mounts(profile, ctx)
+    values = {
+        "binary": q(c.binary), "container_prefix": q(job_name(ctx.deployment, stage)), "image": q(c.image),
+        "run_flags": shlex.join(c.run_flags), "env_sh": q(ctx.paths.scripts / "env.sh"),
+    }  # fmt: skip
+    if c.runtime == "docker":
+        flags = list(c.run_flags) + (["--network", "host"] if c.network == "host" else [])
+        volumes = [a for src, dst, ro in mounts for a in ("-v", f"{src}:{dst}" + (":ro" if ro else ""))]
+        values.update(run_flags=shlex.join(flags), mounts=shlex.join(volumes), env_file=q(ctx.paths.scripts / "container.env"))
+    elif c.runtime in ("pyxis", "apptainer"):
+        values["mounts"] = q(",".join(f"{src}:{dst}" + (":ro" if ro else "") for src, dst, ro in mounts))
+        if c.runtime == "pyxis":
+            values["image"] = q(pyxis_image(c.image))
+    else:
+        tools = tool_dir(profile, ctx.paths)
+        values["tool_dir"] = q(tools)
+        values["tool_links"] = "\n".join(f"ln -sfn {q(d)} {q(tools / n)}" for n, d in sorted(ctx.tool_packages.items()))
+    return _ScriptTemplate(templates[f"runtime-{c.runtime}.sh"]).substitute(values)
+
+
+def _preflight(profile: Profile, ctx: RenderContext, stage: str) -> str:
+    if not profile.gpu_preflight:
+        return ": # GPU preflight off (profile gpu_preflight: false)"
+    if stage == BUILD:
+        build = profile.stages.build_wheel
+        if build is None or not build.gpus:
+            return ": # GPU preflight: the build stage requests no GPU"
+        args = ["--cuda-arch", profile.recipe.build.cuda_architectures]
+    else:
+        args = ["--min-gpus", str(profile.serve.tp_size), "--model", str(profile.model_path)]
+        if profile.recipe.variant == "source-build":
+            args += ["--cuda-arch", profile.recipe.build.cuda_architectures]
+    return f"{q(ctx.python)} -m glm5_hpc preflight {shlex.join(args)}"
 
 
 def _prep_flags(profile: Profile) -> list[str]:
@@ -139,7 +179,8 @@ def render_run(profile: Profile, ctx: RenderContext, templates: Mapping[str, str
             branch=q(src.branch),
             repo=q(src.repo),
             commit=q(ctx.commit),
-            runtime=_runtime(profile, ctx, BUILD, templates["runtime-docker.sh"]),
+            runtime=_runtime(profile, ctx, BUILD, templates),
+            preflight=_preflight(profile, ctx, BUILD),
             build_flags=shlex.join(_build_flags(profile)),
             wheel_dir=q(wheel_dir),
         )
@@ -147,14 +188,15 @@ def render_run(profile: Profile, ctx: RenderContext, templates: Mapping[str, str
     else:
         install = ": # stock variant: the image's own TensorRT-LLM serves GLM-5"
     out[f"{SERVE}.sh"] = _ScriptTemplate(templates["serve.sh"]).substitute(
-        common, runtime=_runtime(profile, ctx, SERVE, templates["runtime-docker.sh"])
+        common, runtime=_runtime(profile, ctx, SERVE, templates), preflight=_preflight(profile, ctx, SERVE)
     )
     out["serve-container.sh"] = _ScriptTemplate(templates["serve-container.sh"]).substitute(
         common,
         install_wheel=install,
-        tool_mount=q(TOOL_MOUNT),
+        tool_mount=q(tool_dir(profile, p)),
         serve_args=shlex.join(serve_argv(profile, p.scripts / "serve-config.yaml")),
     )
     out["serve-config.yaml"] = yaml.safe_dump(serve_config(profile), sort_keys=False)
     out["container.env"] = env_file(profile)
+    out["env.sh"] = env_sh(profile)
     return out

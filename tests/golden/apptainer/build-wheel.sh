@@ -9,22 +9,13 @@ git lfs install --skip-repo
 git clone --quiet --branch user/perkzz/glm-flash-trtllm-gen --single-branch https://github.com/PerkzZheng/TensorRT-LLM.git "$src"
 git -C "$src" checkout --quiet --detach 0123456789abcdef0123456789abcdef01234567
 /shared/glm5/venv/bin/python -m glm5_hpc patch-source "$src"
+/shared/glm5/venv/bin/python -m glm5_hpc preflight --cuda-arch 100
 
-# Container runtime: docker-compatible CLI (docker).
-# scancel does not reach a container (its daemon or conmon owns it), so stop and remove it on
-# every exit path, or the GPUs stay held by an orphan.
-container=glm5-glm5-build-wheel-$SLURM_JOB_ID
-cleanup() {
-  docker stop -t 5 "$container" >/dev/null 2>&1 || true
-  docker rm -f "$container" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-trap 'trap "" TERM INT; cleanup; exit 143' TERM INT
-cleanup  # a requeued job may find its previous container
+# Container runtime: apptainer. The container is a child process of this job, so scancel stops it;
+# --writable-tmpfs lets pip install the wheel and patch flashinfer in a throwaway overlay.
 in_runtime() {  # WORKDIR COMMAND...
   local workdir=$1; shift
-  docker run --rm --init --name "$container" --gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 -v /shared/models:/workspace/scratch -v /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd:/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd -v /shared/glm5/work/wheels:/shared/glm5/work/wheels:ro -v /shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc:/opt/glm5_hpc/glm5_hpc:ro -v /shared/glm5/venv/lib/python3.11/site-packages/jobs:/opt/glm5_hpc/jobs:ro --env-file /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd/scripts/container.env -w "$workdir" nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3 "$@" &
-  wait $!
+  apptainer exec --nv --writable-tmpfs --bind /shared/models:/workspace/scratch,/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd:/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd,/shared/glm5/work/wheels:/shared/glm5/work/wheels:ro,/shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc:/opt/glm5_hpc/glm5_hpc:ro,/shared/glm5/venv/lib/python3.11/site-packages/jobs:/opt/glm5_hpc/jobs:ro --env-file /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd/scripts/env.sh --pwd "$workdir"  /shared/images/tensorrt-llm-1.3.0rc3.sif "$@"
 }
 
 in_runtime "$src" python3 scripts/build_wheel.py --fast_build --cuda_architectures 100 --no-venv --job_count 32

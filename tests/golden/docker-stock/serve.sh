@@ -2,6 +2,7 @@
 # glm5_hpc stage serve (deployment glm5, run 20260101-000000-abcd):
 # run serve-container.sh in the container; the job lives as long as trtllm-serve does.
 set -euo pipefail
+/shared/glm5/venv/bin/python -m glm5_hpc preflight --min-gpus 8 --model /shared/models/GLM-5-nvfp4-v1
 
 # Container runtime: docker-compatible CLI (docker).
 # scancel does not reach a container (its daemon or conmon owns it), so stop and remove it on
