@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="deployment name (default: the profile's name)")
     s.add_argument("--wait", action="store_true", help="block until healthy (exit 0) or failed (exit 1)")
     s.add_argument("--timeout", type=float, default=None, metavar="S", help="with --wait: give up after S seconds")
+    s.add_argument("--rebuild", action="store_true", help="build the wheel even if the cache holds it")
 
     s = sub.add_parser("status", help="every stage's job, state and node, the endpoint and its health")
     s.add_argument("names", nargs="*", metavar="NAME", help="deployments (default: all)")
@@ -68,7 +69,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.profile)
     name = args.name or profile.name
-    run = deploy.submit(profile, name)
+    run = deploy.submit(profile, name, rebuild=args.rebuild)
     jobs = ", ".join(f"{s['stage']}={s['job_id'] or 'skipped'}" for s in run["stages"])
     print(f"submitted deployment {name} run {run['run_id']}: {jobs}", flush=True)
     if not args.wait:
@@ -102,6 +103,17 @@ def _format_status(st: Any) -> str:
     lines = [f"deployment {st.name} (profile {st.profile}, run {st.run_id})"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append(f"  endpoint: {st.endpoint or '-'}" + (f" ({st.endpoint_kind})" if st.endpoint_kind else ""))
+    if "prep" in st.recipe:
+        files = st.recipe["prep"].get("files", [])
+        lines.append(
+            "  prep:     "
+            + "; ".join(
+                f"{f['file']} {'changed' if f.get('written') else 'unchanged'} (sha256 {f['sha256_after'][:12]})" for f in files
+            )
+        )
+    if "flashinfer" in st.recipe:
+        fi = st.recipe["flashinfer"]
+        lines.append(f"  flashinfer: {fi.get('state')}" + (" -> patched" if fi.get("changed") else ""))
     health = "healthy" if st.healthy else st.phase
     detail = st.completion if st.healthy else st.health_reason
     lines.append(f"  health:   {health}" + (f": {detail}" if detail else ""))

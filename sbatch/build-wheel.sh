@@ -22,5 +22,8 @@ fi
 partial=@@{wheel_dir}.partial-$SLURM_JOB_ID
 mkdir -p "$partial"
 cp "${wheels[0]}" "$partial/"
-mv -T "$partial" @@{wheel_dir} 2>/dev/null || { rm -rf "$partial"; echo "glm5_hpc: wheel cache already filled by another build"; }
+if ! mv -T "$partial" @@{wheel_dir} 2>/dev/null; then  # --rebuild: replace the cached wheel
+  old=@@{wheel_dir}.old-$SLURM_JOB_ID
+  mv -T @@{wheel_dir} "$old" && mv -T "$partial" @@{wheel_dir} && rm -rf "$old"
+fi
 echo "glm5_hpc: wheel published to "@@{wheel_dir}

@@ -128,3 +128,102 @@ def test_missing_branch_submits_nothing(make_profile: Callable[..., Path]) -> No
     assert "branch 'no/such-branch' not found in" in proc.stderr and "recipe.source.branch" in proc.stderr
     assert squeue_ids() - before == set()
     assert glm5("status", "--json", check=True).stdout.strip() == '{\n  "deployments": []\n}'
+
+
+STOCK_IMAGE = "localhost/glm5-standin/tensorrt-llm-release:1.3.0"
+
+
+def test_stock_variant_runs_prep_then_serve(make_profile: Callable[..., Path], cleanup_deployments: list[str]) -> None:
+    profile = make_profile("stock", recipe={"variant": "stock"}, container={"image": STOCK_IMAGE})
+    cleanup_deployments.append("stock")
+    proc = glm5("submit", "--profile", str(profile), "--name", "stock", "--wait", "--timeout", "240")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "build-wheel=skipped" in proc.stdout
+    dep = status_json("stock")
+    assert [(s["stage"], s["state"]) for s in dep["stages"]] == [
+        ("prep-model", "COMPLETED"),
+        ("build-wheel", "SKIPPED"),
+        ("serve", "RUNNING"),
+    ]
+    assert dep["stages"][1]["reason"] == "stock variant: no build"
+    # the stock image's flashinfer already accepts 192: reported, not patched
+    assert dep["recipe"]["flashinfer"]["state"] == "fixed upstream" and dep["recipe"]["flashinfer"]["changed"] is False
+
+
+def test_prep_hashes_land_in_the_deployment_record(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path
+) -> None:
+    import hashlib
+
+    profile = make_profile("hashes")
+    cleanup_deployments.append("hashes")
+    assert glm5("submit", "--profile", str(profile), "--name", "hashes", "--wait", "--timeout", "240").returncode == 0
+    dep = status_json("hashes")
+    record = json.loads((state_dir / "deployments" / "hashes.json").read_text())
+    prep = record["runs"][-1]["prep"]
+    assert prep == dep["recipe"]["prep"]
+    model = profile.parent / "models" / "GLM-5-nvfp4-v1"
+    for f in prep["files"]:
+        assert f["written"] and f["sha256_after"] == hashlib.sha256((model / f["file"]).read_bytes()).hexdigest()
+        assert f["sha256_before"] == hashlib.sha256((model / (f["file"] + ".orig")).read_bytes()).hexdigest()
+    assert record["runs"][-1]["flashinfer"]["state"] == "needed" and record["runs"][-1]["flashinfer"]["changed"]
+    assert (state_dir / "deployments").stat().st_mode & 0o777 == 0o700
+    assert (state_dir / "deployments" / "hashes.json").stat().st_mode & 0o777 == 0o600
+
+
+def own_source_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "src-repo"
+    subprocess.run(["git", "clone", "-q", "--branch", BRANCH, "/srv/glm5-local/src/TensorRT-LLM", str(repo)], check=True)
+    return repo
+
+
+def submitted_stages(stdout: str) -> dict[str, str]:
+    jobs = stdout.split(": ", 1)[1].split("\n", 1)[0]
+    return dict(item.split("=") for item in jobs.split(", "))
+
+
+def test_wheel_cache_key_follows_commit_and_rebuild_forces(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], tmp_path: Path
+) -> None:
+    repo = own_source_repo(tmp_path)
+    profile = make_profile("cache", recipe={"source": {"repo": str(repo)}})
+    cleanup_deployments.append("cache")
+
+    def submit(*extra: str) -> dict[str, str]:
+        glm5("cancel", "cache")
+        eventually(lambda: not any(c.startswith("glm5-cache-") for c in containers()))
+        proc = glm5("submit", "--profile", str(profile), "--name", "cache", *extra)
+        assert proc.returncode == 0, proc.stderr
+        return submitted_stages(proc.stdout)
+
+    assert submit()["build-wheel"] != "skipped"
+    assert eventually(lambda: status_json("cache")["stages"][1]["state"] == "COMPLETED", timeout_s=120)
+    assert submit()["build-wheel"] == "skipped"  # unchanged inputs: no build job
+    assert submit("--rebuild")["build-wheel"] != "skipped"
+    (repo / "README.md").write_text("a new upstream commit\n")
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "new"], check=True)
+    assert submit()["build-wheel"] != "skipped"  # new commit, new key: rebuilt
+
+
+def test_time_limit_stops_and_removes_the_container(make_profile: Callable[..., Path], cleanup_deployments: list[str]) -> None:
+    profile = make_profile("tlimit", stages={"serve": {"time": "00:01:00"}})
+    cleanup_deployments.append("tlimit")
+    assert glm5("submit", "--profile", str(profile), "--name", "tlimit", "--wait", "--timeout", "240").returncode == 0
+    serve = status_json("tlimit")["stages"][2]
+    name = f"glm5-tlimit-serve-{serve['job_id']}"
+    assert name in containers()
+    # Slurm ends the job at its limit (checked every 30 s or so); the trap removes the container
+    assert eventually(lambda: status_json("tlimit")["stages"][2]["state"] == "TIMEOUT", timeout_s=180, interval_s=2)
+    assert eventually(lambda: name not in containers(), timeout_s=30)
+
+
+def test_scancel_during_build_leaves_no_container(make_profile: Callable[..., Path], cleanup_deployments: list[str]) -> None:
+    profile = make_profile("slowbuild", container={"env": {"GLM5_STANDIN_BUILD_S": "120"}})
+    cleanup_deployments.append("slowbuild")
+    glm5("submit", "--profile", str(profile), "--name", "slowbuild", check=True)
+    assert eventually(lambda: any(c.startswith("glm5-slowbuild-build-wheel-") for c in containers()), timeout_s=60)
+    ids = {s["job_id"] for s in status_json("slowbuild")["stages"]}
+    out = subprocess.run(["scancel", *sorted(ids)], capture_output=True, text=True)  # Slurm's own cancel, not ours
+    assert out.returncode == 0, out.stderr
+    assert eventually(lambda: not any(c.startswith("glm5-slowbuild-") for c in containers()), timeout_s=40)
+    assert eventually(lambda: not (ids & squeue_ids()), timeout_s=40)

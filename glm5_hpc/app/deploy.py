@@ -86,21 +86,22 @@ class Prepared:
     skipped_build: str  # why there is no build job, or ""
 
 
-def prepare(profile: Profile, name: str, run_id: str) -> Prepared:
+def prepare(profile: Profile, name: str, run_id: str, rebuild: bool = False) -> Prepared:
     """The one path shared by `render` and `submit`: plan the chain and render its scripts."""
     check_name(name)
     source_build = profile.recipe.variant == "source-build"
     commit = git_commit(profile.recipe.source.repo, profile.recipe.source.branch) if source_build else ""
     key = wheel_key(profile, commit) if source_build else ""
     paths = RunPaths(PurePosixPath(profile.work_dir), name, run_id)
-    cached = source_build and any(Path(paths.wheel_dir(key)).glob("tensorrt_llm-*.whl"))
+    cached = source_build and not rebuild and any(Path(paths.wheel_dir(key)).glob("tensorrt_llm-*.whl"))
     skipped = f"wheel cached ({paths.wheel_dir(key)})" if cached else "" if source_build else "stock variant: no build"
     ctx = RenderContext(name, paths, sys.executable, _tool_packages(), commit, key)
     return Prepared(paths, plan_chain(profile, cached), render_run(profile, ctx, templates()), commit, key, skipped)
 
 
-def submit(profile: Profile, name: str, store: Store | None = None) -> dict[str, Any]:
-    """Submit prep-model -> [build-wheel] -> serve for deployment `name`. Returns the new run."""
+def submit(profile: Profile, name: str, store: Store | None = None, rebuild: bool = False) -> dict[str, Any]:
+    """Submit prep-model -> [build-wheel] -> serve for deployment `name`. Returns the new run.
+    The build is skipped when the wheel cache holds this key, unless `rebuild`."""
     check_name(name)
     store = store or Store()
     with store.locked(name):
@@ -112,7 +113,7 @@ def submit(profile: Profile, name: str, store: Store | None = None) -> dict[str,
                 f"cancel it first (glm5_hpc cancel {name}) or choose another --name"
             )
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-        prepared = prepare(profile, name, run_id)
+        prepared = prepare(profile, name, run_id, rebuild)
         paths, plan = prepared.paths, prepared.plan
         _write_run_dir(paths, prepared.rendered)
         run: dict[str, Any] = {
@@ -214,6 +215,7 @@ class DeploymentStatus:
     health_reason: str = ""
     completion: str = ""
     logs: str = ""
+    recipe: dict[str, Any] = field(default_factory=dict)  # prep hashes and actions, flashinfer patch state
     health: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def stage(self, name: str) -> StageStatus | None:
@@ -225,12 +227,40 @@ class DeploymentStatus:
         return doc
 
 
-def read_health(run: dict[str, Any]) -> dict[str, Any]:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(Path(run["health_file"]).read_text())
+        doc = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def read_health(run: dict[str, Any]) -> dict[str, Any]:
+    return _read_json(Path(run["health_file"]))
+
+
+OUTCOMES = ("prep", "flashinfer")  # what stages write into the run dir and the record keeps
+
+
+def _absorb_outcomes(store: Store, rec: dict[str, Any]) -> None:
+    """Copy what the stages recorded on the cluster (prep hashes, flashinfer state) into the
+    deployment record, once. Skipped, not waited for, while another command holds the lock."""
+    run = _current_run(rec)
+    if run is None or not run.get("run_dir"):
+        return
+    new = {k: doc for k in OUTCOMES if k not in run and (doc := _read_json(Path(run["run_dir"]) / f"{k}.json"))}
+    if not new:
+        return
+    try:
+        with store.locked(rec["name"]):
+            fresh = store.load(rec["name"]) or rec
+            fresh_run = _current_run(fresh)
+            if fresh_run is not None and fresh_run.get("run_id") == run["run_id"]:
+                fresh_run.update(new)
+                store.save(fresh)
+                run.update(new)
+    except StateError:
+        return
 
 
 def _status_of(rec: dict[str, Any], infos: dict[str, JobInfo]) -> DeploymentStatus:
@@ -242,7 +272,14 @@ def _status_of(rec: dict[str, Any], infos: dict[str, JobInfo]) -> DeploymentStat
             continue
         info = infos.get(s["job_id"], JobInfo(s["job_id"], UNKNOWN))
         stages.append(StageStatus(s["stage"], s["job_id"], info.state, info.reason, info.node, info.exit_code, info.elapsed))
-    st = DeploymentStatus(rec["name"], rec.get("profile", ""), run["run_id"], stages, logs=run.get("logs", ""))
+    st = DeploymentStatus(
+        rec["name"],
+        rec.get("profile", ""),
+        run["run_id"],
+        stages,
+        logs=run.get("logs", ""),
+        recipe={k: run[k] for k in OUTCOMES if k in run},
+    )
     health = read_health(run) if run.get("health_file") else {}
     serve = st.stage(SERVE)
     serve_live = serve is not None and serve.state == "RUNNING" and health.get("job_id") == serve.job_id
@@ -273,6 +310,8 @@ def status(names: list[str] | None = None, store: Store | None = None) -> list[D
         recs.append(rec)
     ids = [j for rec in recs for j in _job_ids(_current_run(rec))]
     infos = slurm.query(ids)
+    for rec in recs:
+        _absorb_outcomes(store, rec)
     return [_status_of(rec, infos) for rec in recs]
 
 

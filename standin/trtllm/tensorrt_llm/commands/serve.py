@@ -61,11 +61,13 @@ def recipe_problems(model: Path, extra: dict[str, Any]) -> list[str]:
     """What makes the real stack produce gibberish, as the recipe explains it."""
     problems = []
     cfg = json.loads((model / "config.json").read_text())
-    if cfg.get("architectures") != ["DeepseekV32ForCausalLM"] or cfg.get("model_type") != "deepseek_v32":
-        problems.append("config.json is not mapped to DeepseekV32ForCausalLM: context attention falls back to unfused MHA")
-    if cfg.get("rope_theta") != 1000000:
-        problems.append("config.json has no top-level rope_theta 1000000")
     build = json.loads(BUILD_INFO.read_text()) if BUILD_INFO.exists() else {}
+    mapped = cfg.get("architectures") == ["DeepseekV32ForCausalLM"] and cfg.get("model_type") == "deepseek_v32"
+    native = build.get("native_glm5") and cfg.get("architectures") == ["GlmMoeDsaForCausalLM"]
+    if not (mapped or native):
+        problems.append("config.json is not mapped to DeepseekV32ForCausalLM: context attention falls back to unfused MHA")
+    if cfg.get("rope_theta") != 1000000 and not native:
+        problems.append("config.json has no top-level rope_theta 1000000")
     if build.get("context_head_size_v") != "v_head_dim":
         problems.append("attention kernels built with headSizeV = qk_nope_head_dim (192 != v_head_dim 256)")
     if build.get("context_fmha_unsupported") != "warn":
