@@ -8,18 +8,34 @@ dependents are cancelled (--kill-on-invalid-dep=yes).
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
+from dataclasses import replace
 from types import FrameType
 
+from glm5_hpc.domain.render import PORT_ENV
 from glm5_hpc.domain.watch import WatchSpec
 from jobs.watcher import Watcher
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
 def run_stage(stage: str, script: str, watch: WatchSpec | None = None) -> None:
     print(f"glm5_hpc: stage {stage}: running {script}", flush=True)
-    proc = subprocess.Popen(["bash", script], stdout=sys.stdout, stderr=sys.stderr)
+    env = dict(os.environ)
+    if watch is not None:
+        port = free_port() if watch.port == "auto" else int(watch.port)
+        env[PORT_ENV] = str(port)
+        watch = replace(watch, port=port)
+        print(f"glm5_hpc: serve port {port}", flush=True)
+    proc = subprocess.Popen(["bash", script], stdout=sys.stdout, stderr=sys.stderr, env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if proc.poll() is None:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from glm5_hpc.adapters.resources import templates
-from glm5_hpc.domain.plan import PREP, RunPaths, plan_chain
+from glm5_hpc.domain.plan import RunPaths, plan_chain
 from glm5_hpc.domain.profile import Profile, parse_profile
 from glm5_hpc.domain.render import RenderContext, pyxis_image, render_run
 from tests.conftest import REPO
@@ -82,7 +82,7 @@ def test_serve_config_is_the_recipes_yaml() -> None:
 def test_recipe_commands_present() -> None:
     r = example()
     assert (
-        "trtllm-serve serve /workspace/scratch/GLM-5-nvfp4-v1 --host 0.0.0.0 --port 8000 --tp_size 8 "
+        'trtllm-serve serve /workspace/scratch/GLM-5-nvfp4-v1 --host 0.0.0.0 --port "$GLM5_SERVE_PORT" --tp_size 8 '
         "--max_batch_size 64 --max_num_tokens 8192 --trust_remote_code --extra_llm_api_options"
     ) in r["serve-container.sh"]
     assert "python3 scripts/build_wheel.py --fast_build --cuda_architectures 100 --no-venv --job_count 32" in r["build-wheel.sh"]
@@ -93,23 +93,35 @@ def test_recipe_commands_present() -> None:
     assert "git lfs install --skip-repo" in r["build-wheel.sh"]
 
 
+def submitted(plan: list) -> list[tuple[str, str | None]]:
+    return [(s.stage, s.after) for s in plan if not s.skipped]
+
+
 def test_stock_variant_has_no_build_and_installs_nothing() -> None:
     profile = example_profile(recipe__variant="stock")
     rendered = render_run(profile, CTX, templates())
     assert "build-wheel.sh" not in rendered
     assert "pip install" not in rendered["serve-container.sh"]
-    assert [s.stage for s in plan_chain(profile, wheel_cached=False)] == ["prep-model", "serve"]
-    assert plan_chain(profile, wheel_cached=False)[1].after == PREP
+    plan = plan_chain(profile, wheel_cached=False)
+    assert submitted(plan) == [("prep-model", None), ("serve", "prep-model")]
+    assert plan[1].skipped == "stock variant: no build"
 
 
-def test_cached_wheel_skips_build() -> None:
+def test_plans_skip_what_is_done_and_from_forces() -> None:
     profile = example_profile()
-    assert [s.stage for s in plan_chain(profile, wheel_cached=True)] == ["prep-model", "serve"]
-    assert [(s.stage, s.after) for s in plan_chain(profile, wheel_cached=False)] == [
+    assert submitted(plan_chain(profile, wheel_cached=False)) == [
         ("prep-model", None),
         ("build-wheel", "prep-model"),
         ("serve", "build-wheel"),
     ]
+    assert submitted(plan_chain(profile, wheel_cached=True)) == [("prep-model", None), ("serve", "prep-model")]
+    # redeploy with unchanged inputs: serve alone, depending on nothing old
+    assert submitted(plan_chain(profile, wheel_cached=True, prep_done=True)) == [("serve", None)]
+    assert submitted(plan_chain(profile, wheel_cached=True, prep_done=True, from_stage="build-wheel")) == [
+        ("build-wheel", None),
+        ("serve", "build-wheel"),
+    ]
+    assert len(submitted(plan_chain(profile, wheel_cached=True, prep_done=True, from_stage="prep-model"))) == 3
 
 
 def test_skipped_edits_become_prep_flags() -> None:

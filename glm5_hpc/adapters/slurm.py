@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,20 @@ def query(job_ids: Sequence[str]) -> dict[str, JobInfo]:
     if not ids:
         return {}
     return merge(ids, sacct(ids), squeue_mine())
+
+
+def find_jobs(comment: str, since_epoch: float) -> dict[str, str]:
+    """{job id: job name} of my jobs carrying `comment` (live ones from squeue, finished ones from
+    sacct): how a job whose id was never recorded is found again. Called only for interrupted runs."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since_epoch - 60))
+    live = _run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%j|%k"])
+    finished = _run(["sacct", "-X", "-P", "-n", "-S", since, "-u", getpass.getuser(), "-o", "JobID,JobName,Comment"])
+    found: dict[str, str] = {}
+    for line in (live + finished).splitlines():
+        parts = line.split("|", 2)
+        if len(parts) == 3 and parts[2] == comment:
+            found.setdefault(parts[0], parts[1])
+    return found
 
 
 def cancel(job_ids: Sequence[str]) -> None:

@@ -21,8 +21,9 @@ _DEPLOYMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 @dataclass(frozen=True)
 class StagePlan:
     stage: str
-    resources: StageResources
-    after: str | None  # the stage this one waits for (afterok)
+    resources: StageResources | None
+    after: str | None  # the submitted stage this one waits for (afterok)
+    skipped: str = ""  # why no job is submitted for this stage, or ""
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,24 @@ def wheel_key(profile: Profile, commit: str) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def plan_chain(profile: Profile, wheel_cached: bool) -> list[StagePlan]:
-    stages = profile.stages
-    plan = [StagePlan(PREP, stages.prep_model, None)]
-    if profile.recipe.variant == "source-build" and not wheel_cached:
-        assert stages.build_wheel is not None  # the profile validator guarantees it
-        plan.append(StagePlan(BUILD, stages.build_wheel, PREP))
-    plan.append(StagePlan(SERVE, stages.serve, plan[-1].stage))
+def plan_chain(profile: Profile, wheel_cached: bool, prep_done: bool = False, from_stage: str | None = None) -> list[StagePlan]:
+    """The three stages, each submitted or skipped with a reason. `from_stage` forces it and every
+    later stage to run (redeploy --from); serve always runs."""
+    forced = set(STAGES[STAGES.index(from_stage) :]) if from_stage else {SERVE}
+    skip = {
+        PREP: "checkpoint already prepared" if prep_done and PREP not in forced else "",
+        BUILD: "stock variant: no build" if profile.recipe.variant == "stock"
+        else "wheel cached" if wheel_cached and BUILD not in forced else "",
+        SERVE: "",
+    }  # fmt: skip
+    resources = {PREP: profile.stages.prep_model, BUILD: profile.stages.build_wheel, SERVE: profile.stages.serve}
+    plan, after = [], None
+    for stage in STAGES:
+        if skip[stage]:
+            plan.append(StagePlan(stage, None, None, skip[stage]))
+            continue
+        plan.append(StagePlan(stage, resources[stage], after))
+        after = stage
     return plan
 
 

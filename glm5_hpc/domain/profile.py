@@ -182,7 +182,7 @@ class Serve(_Strict):
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_num_tokens: int = Field(default=8192, ge=1)
     host: Host = "0.0.0.0"  # noqa: S104 - the recipe's value; inside a bridge-network container it is node-local
-    port: int = Field(default=8000, ge=1, le=65535)
+    port: Annotated[int, Field(ge=1, le=65535)] | Literal["auto"] = 8000  # auto: a free port on the node at start
     trust_remote_code: bool = True
     sparse_attention: SparseAttention | None = SparseAttention()
     kv_cache: KvCache = KvCache()

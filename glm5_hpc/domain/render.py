@@ -21,6 +21,8 @@ from glm5_hpc.domain.profile import Profile
 RUNTIMES = ("docker", "pyxis", "apptainer", "bare")
 TEMPLATES = ("prep-model.sh", "build-wheel.sh", "serve.sh", "serve-container.sh", *(f"runtime-{r}.sh" for r in RUNTIMES))
 TOOL_MOUNT = PurePosixPath("/opt/glm5_hpc")
+PORT_ENV = "GLM5_SERVE_PORT"  # set by the serve stage at start (serve.port, or a free port for "auto")
+PORT_VAR = "\x00PORT\x00"  # placeholder in serve_argv, rendered unquoted as "$GLM5_SERVE_PORT"
 
 
 class _ScriptTemplate(Template):
@@ -62,7 +64,7 @@ def serve_argv(profile: Profile, config_path: PurePosixPath) -> list[str]:
     s = profile.serve
     argv = [
         str(model_in_container(profile)),
-        "--host", s.host, "--port", str(s.port),
+        "--host", s.host, "--port", PORT_VAR,
         "--tp_size", str(s.tp_size),
         "--max_batch_size", str(s.max_batch_size),
         "--max_num_tokens", str(s.max_num_tokens),
@@ -117,7 +119,11 @@ def _runtime(profile: Profile, ctx: RenderContext, stage: str, templates: Mappin
     if c.runtime == "docker":
         flags = list(c.run_flags) + (["--network", "host"] if c.network == "host" else [])
         volumes = [a for src, dst, ro in mounts for a in ("-v", f"{src}:{dst}" + (":ro" if ro else ""))]
-        values.update(run_flags=shlex.join(flags), mounts=shlex.join(volumes), env_file=q(ctx.paths.scripts / "container.env"))
+        values.update(
+            run_flags=shlex.join([*flags, "-e", PORT_ENV]),
+            mounts=shlex.join(volumes),
+            env_file=q(ctx.paths.scripts / "container.env"),
+        )
     elif c.runtime in ("pyxis", "apptainer"):
         values["mounts"] = q(",".join(f"{src}:{dst}" + (":ro" if ro else "") for src, dst, ro in mounts))
         if c.runtime == "pyxis":
@@ -194,7 +200,7 @@ def render_run(profile: Profile, ctx: RenderContext, templates: Mapping[str, str
         common,
         install_wheel=install,
         tool_mount=q(tool_dir(profile, p)),
-        serve_args=shlex.join(serve_argv(profile, p.scripts / "serve-config.yaml")),
+        serve_args=shlex.join(serve_argv(profile, p.scripts / "serve-config.yaml")).replace(q(PORT_VAR), f'"${PORT_ENV}"'),
     )
     out["serve-config.yaml"] = yaml.safe_dump(serve_config(profile), sort_keys=False)
     out["container.env"] = env_file(profile)

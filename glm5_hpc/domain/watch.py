@@ -16,7 +16,7 @@ class WatchSpec:
     container_prefix: str  # + "-<job id>" is the container's name
     network: str  # bridge | host
     bind_host: str
-    port: int
+    port: int | str  # "auto": the stage picked one and put it in GLM5_SERVE_PORT
     model_id: str
     health: Health
     liveness_failures: int = 3  # consecutive failed liveness probes before "unhealthy"

@@ -31,5 +31,8 @@ fi
 partial=/shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk.partial-$SLURM_JOB_ID
 mkdir -p "$partial"
 cp "${wheels[0]}" "$partial/"
-mv -T "$partial" /shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk 2>/dev/null || { rm -rf "$partial"; echo "glm5_hpc: wheel cache already filled by another build"; }
+if ! mv -T "$partial" /shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk 2>/dev/null; then  # --rebuild: replace the cached wheel
+  old=/shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk.old-$SLURM_JOB_ID
+  mv -T /shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk "$old" && mv -T "$partial" /shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk && rm -rf "$old"
+fi
 echo "glm5_hpc: wheel published to "/shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk

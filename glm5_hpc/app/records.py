@@ -1,0 +1,27 @@
+"""Reading a deployment record (a JSON document; see adapters/store.py for where it lives).
+
+A record holds every run of the deployment, newest last. A run lists its planned stages before
+any sbatch, then each stage's job id as soon as sbatch returns, so a job is never forgotten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Record = dict[str, Any]
+Run = dict[str, Any]
+
+
+def current_run(rec: Record) -> Run | None:
+    runs = rec.get("runs") or []
+    return runs[-1] if runs else None
+
+
+def job_ids(run: Run | None) -> list[str]:
+    return [s["job_id"] for s in (run or {}).get("stages", []) if s.get("job_id")]
+
+
+def missing_stages(run: Run) -> list[str]:
+    """Planned stages with no recorded job: the submission stopped between sbatch and the record."""
+    have = {s["stage"] for s in run.get("stages", [])}
+    return [stage for stage in run.get("planned", []) if stage not in have]

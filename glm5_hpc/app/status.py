@@ -1,0 +1,257 @@
+"""Use case: the status of deployments. One sacct and one squeue call per refresh, whatever the
+number of deployments and jobs. Scheduler state (per stage) and service health (per deployment)
+are separate fields.
+
+Reading status also keeps the record complete, without ever waiting for another command's lock:
+jobs of an interrupted submission are adopted by their comment, and what the cluster side
+wrote (stage outcomes, prep hashes, flashinfer state, endpoint and health changes) is copied in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glm5_hpc.adapters import slurm
+from glm5_hpc.adapters.store import Store
+from glm5_hpc.app.records import Record, Run, current_run, job_ids, missing_stages
+from glm5_hpc.domain.plan import SERVE, STAGES, job_comment, job_name
+from glm5_hpc.domain.slurm_state import UNKNOWN, JobInfo
+from glm5_hpc.errors import InputError, StateError
+
+OUTCOMES = ("prep", "flashinfer")  # JSON files the stages write into the run dir
+ENDED = ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED")
+
+
+@dataclass
+class StageStatus:
+    stage: str
+    job_id: str | None
+    state: str
+    reason: str = ""
+    node: str = ""
+    exit_code: str = ""
+    elapsed: str = ""
+
+
+@dataclass
+class DeploymentStatus:
+    name: str
+    profile: str
+    run_id: str
+    stages: list[StageStatus]
+    submission: str = ""
+    endpoint: str | None = None
+    endpoint_kind: str = ""
+    phase: str = "waiting"
+    healthy: bool = False
+    health_reason: str = ""
+    completion: str = ""
+    failure: str = ""
+    runs: int = 0
+    recipe: dict[str, Any] = field(default_factory=dict)  # prep hashes and actions, flashinfer patch state
+    health_history: list[dict[str, Any]] = field(default_factory=list)
+    logs: str = ""
+
+    def stage(self, name: str) -> StageStatus | None:
+        return next((s for s in self.stages if s.stage == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def read_health(run: Run) -> dict[str, Any]:
+    return read_json(Path(run["health_file"])) if run.get("health_file") else {}
+
+
+def log_path(logs: str, job_id: str | None) -> Path | None:
+    return Path(logs) / f"{job_id}_0_log.out" if logs and job_id else None
+
+
+def log_tail(path: Path | None, lines: int = 15) -> str:
+    """The stage's own last lines (submitit's bookkeeping lines left out)."""
+    if path is None or not path.exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - 64 * 1024))
+        text = f.read().decode(errors="replace")
+    return "\n".join([ln for ln in text.splitlines() if not ln.startswith("submitit ")][-lines:])
+
+
+def failure(st: DeploymentStatus) -> str:
+    """Why the deployment can no longer become healthy ("" while it still can)."""
+    for s in st.stages:
+        if s.state in ENDED:
+            path = log_path(st.logs, s.job_id)
+            tail = log_tail(path)
+            more = f"\n--- last lines of {path} ---\n{tail}" if tail else ""
+            return f"stage {s.stage} (job {s.job_id}) ended {s.state}, exit code {s.exit_code or '?'}{more}"
+        if s.reason == "DependencyNeverSatisfied":
+            return f"stage {s.stage} (job {s.job_id}) can never start: DependencyNeverSatisfied"
+    serve = st.stage(SERVE)
+    if serve and serve.state == "COMPLETED":
+        return f"serve job {serve.job_id} ended: {st.health_reason or 'the server exited'}"
+    if st.phase in ("unhealthy", "failed"):
+        return f"server is {st.phase}: {st.health_reason}"
+    if st.submission.startswith(("aborted", "interrupted")):
+        return f"submission {st.submission}; use glm5_hpc redeploy {st.name}"
+    return ""
+
+
+def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
+    """Pure: a deployment's status from its record, Slurm's answers and the run's health file."""
+    run = current_run(rec) or {"run_id": "", "stages": []}
+    stages = []
+    for s in sorted(run["stages"], key=lambda s: STAGES.index(s["stage"])):
+        if not s.get("job_id"):
+            stages.append(StageStatus(s["stage"], None, "SKIPPED", s.get("skipped", "")))
+            continue
+        info = infos.get(s["job_id"], JobInfo(s["job_id"], UNKNOWN))
+        stages.append(StageStatus(s["stage"], s["job_id"], info.state, info.reason, info.node, info.exit_code, info.elapsed))
+    st = DeploymentStatus(
+        rec["name"], rec.get("profile", ""), run["run_id"], stages, submission=run.get("submission", ""),
+        runs=len(rec.get("runs", [])), recipe={k: run[k] for k in OUTCOMES if k in run},
+        health_history=run.get("health_history", []), logs=run.get("logs", ""),
+    )  # fmt: skip
+    health = read_health(run)
+    serve = st.stage(SERVE)
+    if health and serve is not None and serve.state == "RUNNING" and health.get("job_id") == serve.job_id:
+        st.phase = str(health.get("phase", "waiting"))
+        st.endpoint = health.get("endpoint")
+        st.endpoint_kind = str(health.get("endpoint_kind", ""))
+        st.health_reason = str(health.get("reason", ""))
+        st.completion = str(health.get("completion", ""))
+        st.healthy = st.phase == "ready"
+    elif serve is not None and serve.state not in ("PENDING", "RUNNING", UNKNOWN):
+        st.phase = "ended"
+        st.health_reason = str(health.get("reason", ""))
+    st.failure = failure(st)
+    return st
+
+
+def status(names: list[str] | None = None, store: Store | None = None) -> list[DeploymentStatus]:
+    """Status of the given deployments (all by default)."""
+    store = store or Store()
+    recs = []
+    for n in names or store.names():
+        rec = store.load(n)
+        if rec is None:
+            raise InputError(f"no deployment named {n!r} (known: {', '.join(store.names()) or 'none'})")
+        recs.append(rec)
+    for rec in recs:
+        _adopt_interrupted(store, rec)
+    infos = slurm.query([j for rec in recs for j in job_ids(current_run(rec))])
+    for rec in recs:
+        _absorb(store, rec, infos)
+    return [status_of(rec, infos) for rec in recs]
+
+
+def _update_locked(store: Store, rec: Record, change: Callable[[Run], bool]) -> None:
+    """Apply `change` to the current run of the freshly loaded record and save it, if the lock is
+    free; skipped (never waited for) while another command holds it."""
+    run = current_run(rec)
+    if run is None:
+        return
+    try:
+        with store.locked(rec["name"]):
+            fresh = store.load(rec["name"]) or rec
+            fresh_run = current_run(fresh)
+            if fresh_run is None or fresh_run.get("run_id") != run["run_id"] or not change(fresh_run):
+                return
+            store.save(fresh)
+            rec.clear()
+            rec.update(fresh)
+    except StateError:
+        return
+
+
+def _adopt_interrupted(store: Store, rec: Record) -> None:
+    """A run still "in progress" whose lock is free was left by a process that died during
+    submission. Find its jobs by their comment and record them; nothing is resubmitted."""
+    run = current_run(rec)
+    if run is None or run.get("submission") != "in progress" or not missing_stages(run):
+        return
+
+    def adopt(fresh: Run) -> bool:
+        missing = missing_stages(fresh)
+        if fresh.get("submission") != "in progress" or not missing:
+            return False
+        found = slurm.find_jobs(job_comment(rec["name"], fresh["run_id"]), fresh["submitted_at"])
+        by_name = {name: jid for jid, name in found.items()}
+        for stage in missing:
+            if job_name(rec["name"], stage) in by_name:
+                fresh["stages"].append({"stage": stage, "job_id": by_name[job_name(rec["name"], stage)], "adopted": True})
+        never = missing_stages(fresh)
+        fresh["submission"] = f"interrupted: {', '.join(never)} never submitted" if never else "complete (jobs adopted)"
+        return True
+
+    _update_locked(store, rec, adopt)
+
+
+def _absorb(store: Store, rec: Record, infos: dict[str, JobInfo]) -> None:
+    """Copy into the record what it lacks: final stage outcomes, the stages' JSON outcomes, and
+    changes of the serve job's health phase or endpoint."""
+    run = current_run(rec)
+    if run is None:
+        return
+
+    def pending_changes(r: Run) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        for s in r["stages"]:
+            info = infos.get(s.get("job_id") or "")
+            if info is not None and info.terminal and "outcome" not in s:
+                changes.setdefault("outcomes", {})[s["stage"]] = {
+                    "state": info.state,
+                    "exit_code": info.exit_code,
+                    "elapsed": info.elapsed,
+                    "node": info.node,
+                }
+        for key in OUTCOMES:
+            if key not in r and r.get("run_dir") and (doc := read_json(Path(r["run_dir"]) / f"{key}.json")):
+                changes[key] = doc
+        health = read_health(r)
+        history = r.get("health_history", [])
+        if health.get("phase") and health.get("job_id") in job_ids(r):
+            entry = {
+                "at": health.get("updated_at"),
+                "job_id": health["job_id"],
+                "phase": health["phase"],
+                "reason": health.get("reason", ""),
+                "endpoint": health.get("endpoint"),
+            }
+            last = history[-1] if history else {}
+            if (last.get("job_id"), last.get("phase"), last.get("endpoint")) != (
+                entry["job_id"],
+                entry["phase"],
+                entry["endpoint"],
+            ):
+                changes["health_history"] = [*history, entry]
+        return changes
+
+    if not pending_changes(run):
+        return
+
+    def apply(fresh: Run) -> bool:
+        changes = pending_changes(fresh)
+        if not changes:
+            return False
+        for s in fresh["stages"]:
+            if s["stage"] in changes.get("outcomes", {}):
+                s["outcome"] = changes["outcomes"][s["stage"]]
+        changes.pop("outcomes", None)
+        fresh.update(changes)
+        return True
+
+    _update_locked(store, rec, apply)

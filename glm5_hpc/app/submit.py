@@ -1,0 +1,200 @@
+"""Use cases: submit a new deployment's chain, and redeploy an existing one.
+
+Both hold the deployment's lock from the first record write to the last, so a concurrent command
+on the same deployment gets a clear error, and an unlocked run still "in progress" means the
+submitting process died (status then adopts its jobs by their comment).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import glm5_hpc
+import jobs
+from glm5_hpc.adapters import slurm
+from glm5_hpc.adapters.files import write_atomic
+from glm5_hpc.adapters.resources import load_profile, templates
+from glm5_hpc.adapters.store import Store
+from glm5_hpc.app.cancel import cancel_live_jobs
+from glm5_hpc.app.prep import prep_model
+from glm5_hpc.app.records import Record, Run, current_run, job_ids
+from glm5_hpc.domain.model_prep import Edits
+from glm5_hpc.domain.plan import (
+    BUILD,
+    SERVE,
+    STAGES,
+    RunPaths,
+    StagePlan,
+    check_deployment_name,
+    job_comment,
+    job_name,
+    plan_chain,
+    wheel_key,
+)  # fmt: skip
+from glm5_hpc.domain.profile import Profile
+from glm5_hpc.domain.render import RenderContext, render_run
+from glm5_hpc.domain.watch import WatchSpec
+from glm5_hpc.errors import Glm5Error, InputError, SlurmError, StateError
+from jobs.stage import run_stage
+
+# Test hook: exit right after sbatch returns for this stage, before the job id is recorded.
+EXIT_AFTER_SBATCH = "GLM5_HPC_TEST_EXIT_AFTER_SBATCH"
+
+
+def check_name(name: str) -> None:
+    try:
+        check_deployment_name(name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def git_commit(repo: str, branch: str) -> str:
+    """The branch's current commit, pinned at submit time so the build is reproducible."""
+    try:
+        out = subprocess.run(["git", "ls-remote", "--heads", repo, f"refs/heads/{branch}"],
+                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise Glm5Error(f"git ls-remote {repo} timed out after 60s; check network access to the source repository") from None
+    sha = out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else ""
+    if not sha:
+        raise InputError(
+            f"branch {branch!r} not found in {repo} (git: {out.stderr.strip()[-300:] or 'no such branch'}); "
+            "check recipe.source.repo and recipe.source.branch in the profile"
+        )
+    return sha
+
+
+def _tool_packages() -> dict[str, str]:
+    return {"glm5_hpc": str(Path(glm5_hpc.__file__).parent), "jobs": str(Path(jobs.__file__).parent)}
+
+
+def _checkpoint_prepared(profile: Profile) -> bool:
+    edits = Edits(**profile.model.edits.model_dump())
+    return not prep_model(Path(profile.model.path), edits, "check").changes_needed
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a submission will do, computed without side effects on the cluster."""
+
+    paths: RunPaths
+    plan: list[StagePlan]
+    rendered: dict[str, str]
+    commit: str
+    wheel_key: str
+
+
+def prepare(profile: Profile, name: str, run_id: str, from_stage: str | None = None, skip_prepared: bool = False) -> Prepared:
+    """The one path shared by `render`, `submit` and `redeploy`: plan the chain and render its scripts."""
+    check_name(name)
+    source_build = profile.recipe.variant == "source-build"
+    commit = git_commit(profile.recipe.source.repo, profile.recipe.source.branch) if source_build else ""
+    key = wheel_key(profile, commit) if source_build else ""
+    paths = RunPaths(PurePosixPath(profile.work_dir), name, run_id)
+    cached = source_build and any(Path(paths.wheel_dir(key)).glob("tensorrt_llm-*.whl"))
+    prep_done = skip_prepared and _checkpoint_prepared(profile)
+    plan = plan_chain(profile, cached, prep_done, from_stage)
+    ctx = RenderContext(name, paths, sys.executable, _tool_packages(), commit, key)
+    return Prepared(paths, plan, render_run(profile, ctx, templates()), commit, key)
+
+
+def submit(profile: Profile, name: str, store: Store | None = None, rebuild: bool = False) -> Run:
+    """Submit prep-model -> [build-wheel] -> serve for a deployment with nothing running."""
+    check_name(name)
+    store = store or Store()
+    with store.locked(name):
+        rec = store.load(name) or {"name": name, "runs": []}
+        live = [j for j in slurm.query(job_ids(current_run(rec))).values() if j.live]
+        if live:
+            raise StateError(
+                f"deployment {name!r} still has jobs in Slurm ({', '.join(j.job_id for j in live)}); "
+                f"use glm5_hpc redeploy {name}, or cancel it first, or choose another --name"
+            )
+        return _submit_run(store, rec, profile, name, from_stage=BUILD if rebuild else None, skip_prepared=False)
+
+
+def redeploy(name: str, profile_name: str | None = None, from_stage: str | None = None, store: Store | None = None) -> Run:
+    """Replace a deployment's run: cancel its live jobs (and so its containers), then submit only
+    what is needed: serve alone when the checkpoint is prepared and the wheel is cached. The new
+    chain never depends on old job ids (Slurm treats purged ones as satisfied)."""
+    store = store or Store()
+    with store.locked(name):
+        rec = store.load(name)
+        if rec is None:
+            raise InputError(f"no deployment named {name!r}; use glm5_hpc submit to create it")
+        previous = current_run(rec) or {}
+        profile = load_profile(profile_name or previous.get("profile_file") or rec.get("profile", ""))
+        cancel_live_jobs(store, rec, wait=True)
+        return _submit_run(store, rec, profile, name, from_stage=from_stage, skip_prepared=True)
+
+
+def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_stage: str | None, skip_prepared: bool) -> Run:
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    prepared = prepare(profile, name, run_id, from_stage, skip_prepared)
+    paths = prepared.paths
+    _write_run_dir(paths, prepared.rendered)
+    run: Run = {
+        "run_id": run_id, "run_dir": str(paths.run_dir), "profile": profile.name, "profile_file": profile.source,
+        "submitted_at": time.time(), "commit": prepared.commit, "wheel_key": prepared.wheel_key,
+        "health_file": str(paths.health_file), "logs": str(paths.slurm_logs),
+        "planned": [s.stage for s in prepared.plan if not s.skipped],
+        "stages": [{"stage": s.stage, "job_id": None, "skipped": s.skipped} for s in prepared.plan if s.skipped],
+        "submission": "in progress",
+    }  # fmt: skip
+    rec.update(profile=profile.name)
+    rec.setdefault("runs", []).append(run)
+    store.save(rec)  # intent before action: the run id is on disk before any sbatch
+    submitted: dict[str, str] = {}
+    try:
+        for step in prepared.plan:
+            if step.skipped:
+                continue
+            assert step.resources is not None
+            res = step.resources
+            sub = slurm.Submission(
+                folder=Path(paths.slurm_logs), job_name=job_name(name, step.stage), comment=job_comment(name, run_id),
+                partition=res.partition, time_minutes=res.time_minutes, cpus=res.cpus, mem=res.mem, gres=res.gres,
+                account=profile.slurm.account, qos=profile.slurm.qos,
+                after_ok=submitted[step.after] if step.after else None,
+            )  # fmt: skip
+            watch = _watch_spec(profile, name, paths) if step.stage == SERVE else None
+            job_id = slurm.submit(sub, run_stage, step.stage, str(paths.scripts / f"{step.stage}.sh"), watch)
+            if os.environ.get(EXIT_AFTER_SBATCH) == step.stage:
+                os._exit(137)
+            submitted[step.stage] = job_id
+            run["stages"].append({"stage": step.stage, "job_id": job_id})
+            store.save(rec)
+    except SlurmError as exc:
+        slurm.cancel(list(submitted.values()))
+        run["submission"] = f"aborted: sbatch failed, cancelled {sorted(submitted.values())}: {exc}"
+        store.save(rec)
+        raise
+    run["stages"].sort(key=lambda s: STAGES.index(s["stage"]))
+    run["submission"] = "complete"
+    store.save(rec)
+    return run
+
+
+def _write_run_dir(paths: RunPaths, rendered: dict[str, str]) -> None:
+    scripts = Path(paths.scripts)
+    scripts.mkdir(parents=True, exist_ok=True)
+    Path(paths.slurm_logs).mkdir(parents=True, exist_ok=True)
+    Path(paths.work_dir / "wheels").mkdir(parents=True, exist_ok=True)  # mounted into the containers
+    for fname, text in rendered.items():
+        mode = 0o600 if fname in ("container.env", "env.sh") else (0o755 if fname.endswith(".sh") else 0o644)
+        write_atomic(scripts / fname, text.encode(), mode)
+
+
+def _watch_spec(profile: Profile, name: str, paths: RunPaths) -> WatchSpec:
+    return WatchSpec(
+        health_file=str(paths.health_file), container_binary=profile.container.binary,
+        container_prefix=job_name(name, SERVE), network=profile.container.network,
+        bind_host=profile.serve.host, port=profile.serve.port, model_id=profile.model_path.name,
+        health=profile.health,
+    )  # fmt: skip

@@ -1,0 +1,79 @@
+"""Use case: block until a deployment is healthy or can no longer become healthy.
+
+Slurm is asked with backoff (1, 2, 4 ... max_query_interval_s s, back to 1 s after any change);
+the run's health file, which costs Slurm nothing, is read every 0.25 s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from glm5_hpc.adapters import slurm
+from glm5_hpc.adapters.store import Store
+from glm5_hpc.app.records import current_run, job_ids
+from glm5_hpc.app.status import DeploymentStatus, log_path, log_tail, status_of
+from glm5_hpc.domain.plan import SERVE
+from glm5_hpc.domain.slurm_state import JobInfo
+from glm5_hpc.errors import Glm5Error, InputError
+
+
+class WaitFailedError(Glm5Error):
+    pass
+
+
+def wait(
+    name: str, timeout_s: float | None, report: Callable[[str], None], store: Store | None = None,
+    max_query_interval_s: float = 5.0,
+) -> DeploymentStatus:  # fmt: skip
+    store = store or Store()
+    rec = store.load(name)
+    if rec is None:
+        raise InputError(f"no deployment named {name!r}")
+    ids = job_ids(current_run(rec))
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    interval, next_query = 1.0, 0.0
+    infos: dict[str, JobInfo] = {}
+    shown: dict[str, str] = {}
+
+    def show(key: str, line: str) -> None:
+        if line and shown.get(key) != line:
+            shown[key] = line
+            report(line)
+
+    while True:
+        if time.monotonic() >= next_query:
+            new = slurm.query(ids)
+            changed = {k: (v.state, v.reason) for k, v in new.items()} != {k: (v.state, v.reason) for k, v in infos.items()}
+            infos = new
+            interval = 1.0 if changed else min(interval * 2, max_query_interval_s)
+            next_query = time.monotonic() + interval
+        st = status_of(rec, infos)
+        for s in st.stages:
+            where = f" job {s.job_id}" + (f" on {s.node}" if s.node else "") if s.job_id else ""
+            why = f" ({s.reason})" if s.reason and s.state != "RUNNING" else ""
+            show(s.stage, f"{s.stage}: {s.state}{why}{where}")
+        serve = st.stage(SERVE)
+        if serve is not None and serve.state == "RUNNING":
+            show("health", f"server: {st.phase}" + (f" at {st.endpoint}" if st.endpoint else ""))
+            if st.phase == "loading":
+                show("warmup", warmup_progress(log_tail(log_path(st.logs, serve.job_id), 3)))
+        if st.healthy:
+            return st
+        if st.failure:
+            raise WaitFailedError(st.failure)
+        if deadline and time.monotonic() > deadline:
+            raise WaitFailedError(
+                f"deployment {name!r} not healthy within --timeout {timeout_s:g}s (jobs keep running; see glm5_hpc status)"
+            )
+        time.sleep(0.25)
+
+
+def warmup_progress(tail: str) -> str:
+    """The CUDA-graph warmup countdown, for display only (never to decide anything)."""
+    for line in reversed(tail.splitlines()):
+        if "CUDA graph warmup for batch size=" in line:
+            return "server: warming up, batch size " + line.split("batch size=", 1)[1].split(",", 1)[0]
+        if "Creating CUDA graph instances" in line:
+            return "server: warmup started"
+    return ""
