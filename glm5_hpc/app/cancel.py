@@ -7,7 +7,7 @@ import time
 
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.records import Record, current_run, job_ids
+from glm5_hpc.app.records import Record, current_run, job_ids, new_outcomes, set_outcomes
 from glm5_hpc.errors import InputError, SlurmError
 
 GONE_TIMEOUT_S = 180.0  # Slurm's KillWait (30 s by default) plus the container's stop timeout, with margin
@@ -15,7 +15,8 @@ GONE_TIMEOUT_S = 180.0  # Slurm's KillWait (30 s by default) plus the container'
 
 def cancel_live_jobs(store: Store, rec: Record, wait: bool = False) -> list[str]:
     """scancel the current run's live jobs and record it; with `wait`, return only once Slurm
-    reports none of them live (the caller holds the deployment's lock)."""
+    reports none of them live, with every stage's final outcome recorded (the caller holds the
+    deployment's lock)."""
     run = current_run(rec)
     ids = job_ids(run)
     live = [j.job_id for j in slurm.query(ids).values() if j.live]
@@ -27,11 +28,17 @@ def cancel_live_jobs(store: Store, rec: Record, wait: bool = False) -> list[str]
     store.save(rec)
     if wait:
         deadline, delay = time.monotonic() + GONE_TIMEOUT_S, 0.5
-        while still := [j.job_id for j in slurm.query(live).values() if j.live]:
+        while True:
+            infos = slurm.query(ids)
+            still = [j.job_id for j in infos.values() if j.live]
+            if not still:
+                break
             if time.monotonic() > deadline:
                 raise SlurmError(f"jobs {', '.join(still)} still live {GONE_TIMEOUT_S:g}s after scancel; check squeue")
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+        set_outcomes(run, new_outcomes(run, infos))
+        store.save(rec)
     return live
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from glm5_hpc.domain.slurm_state import JobInfo
+
 Record = dict[str, Any]
 Run = dict[str, Any]
 
@@ -25,3 +27,18 @@ def missing_stages(run: Run) -> list[str]:
     """Planned stages with no recorded job: the submission stopped between sbatch and the record."""
     have = {s["stage"] for s in run.get("stages", [])}
     return [stage for stage in run.get("planned", []) if stage not in have]
+
+
+def new_outcomes(run: Run, infos: dict[str, JobInfo]) -> dict[str, dict[str, str]]:
+    """{stage: outcome} for stages whose job has ended and whose outcome is not yet recorded."""
+    return {
+        s["stage"]: {"state": i.state, "exit_code": i.exit_code, "elapsed": i.elapsed, "node": i.node}
+        for s in run.get("stages", [])
+        if (i := infos.get(s.get("job_id") or "")) is not None and i.terminal and "outcome" not in s
+    }
+
+
+def set_outcomes(run: Run, outcomes: dict[str, dict[str, str]]) -> None:
+    for s in run.get("stages", []):
+        if s["stage"] in outcomes:
+            s["outcome"] = outcomes[s["stage"]]

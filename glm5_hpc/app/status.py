@@ -17,7 +17,7 @@ from typing import Any
 
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.records import Record, Run, current_run, job_ids, missing_stages
+from glm5_hpc.app.records import Record, Run, current_run, job_ids, missing_stages, new_outcomes, set_outcomes
 from glm5_hpc.domain.plan import SERVE, STAGES, job_comment, job_name
 from glm5_hpc.domain.slurm_state import UNKNOWN, JobInfo
 from glm5_hpc.errors import InputError, StateError
@@ -209,15 +209,8 @@ def _absorb(store: Store, rec: Record, infos: dict[str, JobInfo]) -> None:
 
     def pending_changes(r: Run) -> dict[str, Any]:
         changes: dict[str, Any] = {}
-        for s in r["stages"]:
-            info = infos.get(s.get("job_id") or "")
-            if info is not None and info.terminal and "outcome" not in s:
-                changes.setdefault("outcomes", {})[s["stage"]] = {
-                    "state": info.state,
-                    "exit_code": info.exit_code,
-                    "elapsed": info.elapsed,
-                    "node": info.node,
-                }
+        if outcomes := new_outcomes(r, infos):
+            changes["outcomes"] = outcomes
         for key in OUTCOMES:
             if key not in r and r.get("run_dir") and (doc := read_json(Path(r["run_dir"]) / f"{key}.json")):
                 changes[key] = doc
@@ -247,10 +240,7 @@ def _absorb(store: Store, rec: Record, infos: dict[str, JobInfo]) -> None:
         changes = pending_changes(fresh)
         if not changes:
             return False
-        for s in fresh["stages"]:
-            if s["stage"] in changes.get("outcomes", {}):
-                s["outcome"] = changes["outcomes"][s["stage"]]
-        changes.pop("outcomes", None)
+        set_outcomes(fresh, changes.pop("outcomes", {}))
         fresh.update(changes)
         return True
 
