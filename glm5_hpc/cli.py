@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-n", "--lines", type=int, default=50, help="last N lines (default 50)")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
 
+    s = sub.add_parser("probe", help="run the probe ladder once; exit 0 only when every rung passes")
+    s.add_argument("name", nargs="?", metavar="NAME", help="a deployment (its endpoint and health settings)")
+    s.add_argument("--url", help="probe this URL instead of (or besides) a deployment's endpoint")
+    s.add_argument("--model", help="model id expected in /v1/models (default: the deployment's, or the first listed)")
+
     s = sub.add_parser("cancel", help="cancel every job of a deployment (its containers are removed)")
     s.add_argument("name", metavar="NAME")
 
@@ -147,6 +152,10 @@ def format_status(st: DeploymentStatus) -> str:
     lines.append(f"  endpoint: {st.endpoint or '-'}" + (f" ({st.endpoint_kind})" if st.endpoint_kind else ""))
     detail = st.completion if st.healthy else st.health_reason
     lines.append(f"  health:   {'healthy' if st.healthy else st.phase}" + (f": {detail}" if detail else ""))
+    if st.last_probe:
+        p = st.last_probe
+        at = time.strftime("%H:%M:%S", time.localtime(p.get("at") or 0))
+        lines.append(f"  probe:    {'ok' if p.get('ok') else 'FAILED'} at {at}: {p.get('detail')}; restarts: {st.restarts}")
     if "prep" in st.recipe:
         files = st.recipe["prep"].get("files", [])
         described = [
@@ -184,6 +193,18 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
     logs(args.name, args.stage, args.lines, args.follow, lambda text: print(text, flush=True))
     return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from glm5_hpc.app.probe import RUNGS, probe
+
+    url, verdicts = probe(args.name, args.url, args.model)
+    print(f"probing {url}")
+    for v in verdicts:
+        print(f"  {v.rung:<10} {'ok' if v.ok else 'FAILED':<6} {v.detail}")
+    for rung in RUNGS[len(verdicts) :]:
+        print(f"  {rung:<10} {'-':<6} not reached")
+    return 0 if len(verdicts) == len(RUNGS) and all(v.ok for v in verdicts) else 1
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
@@ -244,6 +265,7 @@ COMMANDS = {
     "status": _cmd_status,
     "list": _cmd_list,
     "logs": _cmd_logs,
+    "probe": _cmd_probe,
     "cancel": _cmd_cancel,
     "prep": _cmd_prep,
     "patch-source": _cmd_patch_source,

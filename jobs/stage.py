@@ -1,5 +1,7 @@
-"""The function submitit runs for every stage: run the stage's rendered script, forward
-termination signals to it (so its trap removes the container), and, for serve, run the watcher.
+"""The function submitit runs for every stage: run the stage's rendered script and forward
+termination signals to it, so its trap removes the container. For serve it also supervises:
+a watcher judges the server, and the profile's restart policy (health.restart, max_restarts,
+restart_backoff_s) restarts a crashed or unhealthy server within the same allocation.
 
 A non-zero exit of the script becomes the job's exit code (SystemExit passes through submitit
 without a traceback), so Slurm records FAILED with the script's own code and `afterok`
@@ -13,12 +15,35 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import replace
 from types import FrameType
 
 from glm5_hpc.domain.render import PORT_ENV
 from glm5_hpc.domain.watch import WatchSpec
-from jobs.watcher import Watcher
+from jobs.watcher import HealthFile, Watcher
+
+
+class _Child:
+    """The running script, and whether Slurm asked this job to stop (scancel, time limit)."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = threading.Event()
+
+    def start(self, script: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        self.proc = subprocess.Popen(["bash", script], stdout=sys.stdout, stderr=sys.stderr, env=env)
+        return self.proc
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.stopping.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signum)
 
 
 def free_port() -> int:
@@ -29,30 +54,51 @@ def free_port() -> int:
 
 def run_stage(stage: str, script: str, watch: WatchSpec | None = None) -> None:
     print(f"glm5_hpc: stage {stage}: running {script}", flush=True)
+    child = _Child()
+    signal.signal(signal.SIGTERM, child.on_signal)
+    signal.signal(signal.SIGINT, child.on_signal)
     env = dict(os.environ)
-    if watch is not None:
+    if watch is None:
+        rc = child.start(script, env).wait()
+    else:
         port = free_port() if watch.port == "auto" else int(watch.port)
         env[PORT_ENV] = str(port)
-        watch = replace(watch, port=port)
         print(f"glm5_hpc: serve port {port}", flush=True)
-    proc = subprocess.Popen(["bash", script], stdout=sys.stdout, stderr=sys.stderr, env=env)
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    watcher = None
-    if watch is not None:
-        watcher = Watcher(watch, give_up=lambda reason: forward(signal.SIGTERM, None))
-        watcher.start()
-    rc = proc.wait()
-    if watcher is not None:
-        watcher.stop.set()
-        watcher.join(timeout=10)
-        if watcher.doc["phase"] not in ("failed",):
-            watcher.record(phase="stopped", reason=f"server exited with code {rc}")
+        rc = supervise(replace(watch, port=port), script, env, child)
     if rc != 0:
         print(f"glm5_hpc: stage {stage}: {script} exited with code {rc}", file=sys.stderr, flush=True)
         raise SystemExit(rc if rc > 0 else 128 - rc)
+
+
+def supervise(spec: WatchSpec, script: str, env: dict[str, str], child: _Child) -> int:
+    """Run the server, restarting it per the profile's policy; return the exit code for the job."""
+    h = spec.health
+    health = HealthFile(spec.health_file, os.environ.get("SLURM_JOB_ID", ""))
+    deadline = time.monotonic() + h.ready_timeout_s
+    restarts = 0
+    while True:
+        proc = child.start(script, env)
+        watcher = Watcher(spec, health, deadline, end_server=lambda _reason: child.terminate())
+        watcher.start()
+        rc = proc.wait()
+        watcher.stop.set()
+        watcher.join(timeout=30)
+        if child.stopping.is_set():
+            health.record(phase="stopped", reason=f"the job was cancelled or reached its time limit (server exit code {rc})")
+            return rc
+        if watcher.outcome == "deadline":
+            return rc or 1
+        why = health.doc.get("reason") if watcher.outcome == "unhealthy" else f"server exited with code {rc}"
+        if h.restart == "restart" and restarts < h.max_restarts and (rc != 0 or watcher.outcome == "unhealthy"):
+            restarts += 1
+            delay = h.restart_backoff_s * 2 ** (restarts - 1)
+            health.record(
+                phase="restarting", restarts=restarts, reason=f"restart {restarts} of {h.max_restarts} in {delay:g}s after: {why}"
+            )
+            if child.stopping.wait(delay):
+                return 143
+            deadline = time.monotonic() + h.ready_timeout_s
+            continue
+        used = f" ({restarts} restart(s) used)" if restarts else ""
+        health.record(phase="stopped", reason=f"{why}{used}")
+        return rc if rc != 0 else (1 if watcher.outcome == "unhealthy" else 0)

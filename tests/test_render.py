@@ -171,3 +171,9 @@ def test_env_files_never_expand_values() -> None:
         check=True,
     ).stdout
     assert out == "$(id) `x` 'q'"
+
+
+def test_publish_only_on_serve() -> None:
+    r = example(container={"publish": True})
+    assert '-e GLM5_SERVE_PORT -p "$GLM5_SERVE_PORT:$GLM5_SERVE_PORT"' in r["serve.sh"]
+    assert "GLM5_SERVE_PORT" not in r["build-wheel.sh"]

@@ -40,11 +40,15 @@ def node_address(node: str, timeout_s: float = 10) -> str:
 
 
 def resolve(spec: WatchSpec, job_id: str) -> tuple[str, str] | None:
-    """Return (url, kind) or None while the container has no address yet."""
+    """Return (url, what it is and who can reach it), or None while the container has no address yet."""
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
     if spec.network == "bridge":
         ip = container_ip(spec.container_binary, f"{spec.container_prefix}-{job_id}")
-        return (f"http://{ip}:{spec.port}", "container bridge IP, reachable from the serve node") if ip else None
+        if not ip:
+            return None
+        if spec.publish:
+            return f"http://{node_address(node)}:{spec.port}", f"published on node {node}, reachable from the login node"
+        return f"http://{ip}:{spec.port}", "container bridge IP, reachable from the serve node only"
     if spec.bind_host in LOOPBACK:
-        return f"http://127.0.0.1:{spec.port}", "node loopback, reachable on the serve node only"
-    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-    return f"http://{node_address(node)}:{spec.port}", "node address"
+        return f"http://127.0.0.1:{spec.port}", f"loopback of node {node}, reachable on that node only"
+    return f"http://{node_address(node)}:{spec.port}", f"node {node}'s address, reachable from the login node"

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
-
+from glm5_hpc.adapters.policies import slurm_query_retry
 from glm5_hpc.domain.slurm_state import SACCT_FIELDS, SQUEUE_FORMAT, JobInfo, merge, parse_sacct, parse_squeue
 from glm5_hpc.errors import SlurmError
 
@@ -38,12 +37,7 @@ def _run(argv: list[str], timeout_s: float = QUERY_TIMEOUT_S) -> str:
     return out.stdout
 
 
-_query_retry = retry(
-    retry=retry_if_exception_type(_TransientError),
-    stop=stop_after_delay(60),
-    wait=wait_exponential(multiplier=1, min=1, max=8),
-    reraise=True,
-)
+_query_retry = slurm_query_retry(_TransientError)
 
 
 @_query_retry

@@ -51,6 +51,8 @@ class DeploymentStatus:
     health_reason: str = ""
     completion: str = ""
     failure: str = ""
+    restarts: int = 0
+    last_probe: dict[str, Any] = field(default_factory=dict)  # the newest verdict: rung, ok, detail, at
     runs: int = 0
     recipe: dict[str, Any] = field(default_factory=dict)  # prep hashes and actions, flashinfer patch state
     health_history: list[dict[str, Any]] = field(default_factory=list)
@@ -127,6 +129,9 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
     )  # fmt: skip
     health = read_health(run)
     serve = st.stage(SERVE)
+    if health and serve is not None and health.get("job_id") == serve.job_id:
+        st.restarts = int(health.get("restarts", 0))
+        st.last_probe = (health.get("verdicts") or [{}])[-1]
     if health and serve is not None and serve.state == "RUNNING" and health.get("job_id") == serve.job_id:
         st.phase = str(health.get("phase", "waiting"))
         st.endpoint = health.get("endpoint")

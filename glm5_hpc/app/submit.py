@@ -196,5 +196,5 @@ def _watch_spec(profile: Profile, name: str, paths: RunPaths) -> WatchSpec:
         health_file=str(paths.health_file), container_binary=profile.container.binary,
         container_prefix=job_name(name, SERVE), network=profile.container.network,
         bind_host=profile.serve.host, port=profile.serve.port, model_id=profile.model_path.name,
-        health=profile.health,
+        health=profile.health, publish=profile.container.publish,
     )  # fmt: skip

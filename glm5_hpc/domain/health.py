@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections import Counter
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Any
@@ -27,16 +28,25 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Repetition:
+    """Measures of how repetitive a text is; `gibberish` combines them. Thresholds were chosen on
+    degenerate loops and coherent paragraphs of several styles (tests/test_health.py)."""
+
     tokens: int
-    distinct_bigram_ratio: float
+    distinct_bigram_ratio: float  # distinct bigrams / bigrams; loops reuse few
     longest_run: int  # longest run of one token repeated back to back
-    compression_ratio: float  # zlib size / raw size; low means repetitive
+    trigram_coverage: float  # share of tokens inside a trigram that occurs more than once
+    compression_ratio: float  # zlib size / raw size; low means repetitive (texts of 64+ bytes)
 
     @property
     def gibberish(self) -> bool:
-        if self.tokens < 8:
+        if self.tokens < 6:
             return False
-        return self.distinct_bigram_ratio < 0.5 or self.longest_run >= 4 or self.compression_ratio < 0.25
+        return (
+            self.distinct_bigram_ratio < 0.5
+            or self.longest_run >= 4
+            or self.trigram_coverage > 0.6
+            or self.compression_ratio < 0.25
+        )
 
 
 def repetition(text: str) -> Repetition:
@@ -47,9 +57,13 @@ def repetition(text: str) -> Repetition:
     for a, b in pairwise(tokens):
         run = run + 1 if a == b else 1
         longest = max(longest, run)
+    trigrams = [tuple(tokens[i : i + 3]) for i in range(len(tokens) - 2)]
+    counts = Counter(trigrams)
+    covered = {i + k for i, t in enumerate(trigrams) if counts[t] > 1 for k in range(3)}
+    coverage = len(covered) / len(tokens) if tokens else 0.0
     raw = text.encode()
     compression = len(zlib.compress(raw, 9)) / len(raw) if len(raw) >= 64 else 1.0
-    return Repetition(len(tokens), round(ratio, 3), longest, round(compression, 3))
+    return Repetition(len(tokens), round(ratio, 3), longest, round(coverage, 3), round(compression, 3))
 
 
 def judge_health(status: int, at: float = 0.0) -> Verdict:

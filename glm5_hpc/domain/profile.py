@@ -144,6 +144,7 @@ class Container(_Strict):
     network: Literal["bridge", "host"]
     model_mount: ClusterPath = "/workspace/scratch"
     env: Annotated[dict[str, EnvValue], AfterValidator(_env_keys)] = Field(default_factory=dict)
+    publish: bool = False  # bridge network: publish the serve port on the node, so the login node can reach it
 
     @model_validator(mode="before")
     @classmethod
@@ -162,6 +163,8 @@ class Container(_Strict):
             )
         if self.network == "bridge" and self.runtime != "docker":
             raise ValueError(f"container.network bridge needs runtime docker; {self.runtime} uses the host network")
+        if self.publish and self.network != "bridge":
+            raise ValueError("container.publish applies to the bridge network; with host networking the port is the node's")
         return self
 
 
@@ -195,6 +198,10 @@ class Health(_Strict):
     request_timeout_s: float = Field(default=5, gt=0, le=600)
     completion_timeout_s: float = Field(default=120, gt=0, le=3600)
     liveness_interval_s: float = Field(default=10, gt=0)
+    liveness_failures: int = Field(default=3, ge=1, le=100)  # consecutive failed probes before "unhealthy"
+    restart: Literal["none", "restart"] = "none"  # on a crash or an unhealthy server, within the same job
+    max_restarts: int = Field(default=3, ge=0, le=100)
+    restart_backoff_s: float = Field(default=10, ge=0, le=3600)  # doubles after each restart
     prompt: Annotated[str, Field(min_length=1, max_length=2000)] = "The capital of France is"
     expect: Annotated[str, Field(max_length=200)] = "Paris"
     max_tokens: int = Field(default=50, ge=1, le=4096)

@@ -119,8 +119,11 @@ def _runtime(profile: Profile, ctx: RenderContext, stage: str, templates: Mappin
     if c.runtime == "docker":
         flags = list(c.run_flags) + (["--network", "host"] if c.network == "host" else [])
         volumes = [a for src, dst, ro in mounts for a in ("-v", f"{src}:{dst}" + (":ro" if ro else ""))]
+        if stage == SERVE:  # the server's port: passed in, and published on the node if asked
+            flags += ["-e", PORT_ENV]
+        publish = f' -p "${PORT_ENV}:${PORT_ENV}"' if c.publish and stage == SERVE else ""
         values.update(
-            run_flags=shlex.join([*flags, "-e", PORT_ENV]),
+            run_flags=shlex.join(flags) + publish,
             mounts=shlex.join(volumes),
             env_file=q(ctx.paths.scripts / "container.env"),
         )

@@ -19,4 +19,4 @@ class WatchSpec:
     port: int | str  # "auto": the stage picked one and put it in GLM5_SERVE_PORT
     model_id: str
     health: Health
-    liveness_failures: int = 3  # consecutive failed liveness probes before "unhealthy"
+    publish: bool = False  # bridge network with the port published on the node

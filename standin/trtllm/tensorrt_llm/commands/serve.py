@@ -8,7 +8,11 @@ recipe step was done, and with repetitive gibberish otherwise.
 Environment knobs (test equipment only):
   GLM5_STANDIN_LOAD_S         seconds of "model load" before warmup (default 3)
   GLM5_STANDIN_WARMUP_STEP_S  seconds per warmup batch size (default 0.01)
-  GLM5_STANDIN_FAULT          crash_after_ready:S | hang | health_503 (default: none)
+  GLM5_STANDIN_FAULT          one failure mode (default: none):
+                              crash_after_ready:S  exit 134 S seconds after startup completes
+                              hang_after_ready:S   accept connections but never answer, from S seconds after startup
+                              hang                 accept connections but never answer, from the start
+                              health_503           /health answers 503
 """
 
 from __future__ import annotations
@@ -112,6 +116,14 @@ class State:
         self.model_id = model_id
         self.coherent = coherent
         self.fault = fault
+        self.ready_at = time.monotonic()
+
+    def hanging(self) -> bool:
+        if self.fault == "hang":
+            return True
+        if self.fault.startswith("hang_after_ready:"):
+            return time.monotonic() - self.ready_at >= float(self.fault.split(":", 1)[1])
+        return False
 
 
 def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
@@ -130,7 +142,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def hang_if_asked(self) -> bool:
-            if state.fault == "hang":
+            if state.hanging():
                 time.sleep(3600)
                 return True
             return False
@@ -216,6 +228,8 @@ def serve(args: argparse.Namespace) -> int:
         log(f"WARNING (simulated numerics): {p}")
     fault = os.environ.get("GLM5_STANDIN_FAULT", "")
     state = State(model.name, coherent=not problems, fault=fault)
+    if fault:
+        log(f"fault injected: {fault}")
     httpd = ThreadingHTTPServer((args.host, args.port), make_handler(state))
     httpd.daemon_threads = True
     print("INFO:     Started server process", flush=True)

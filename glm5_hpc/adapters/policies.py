@@ -1,0 +1,65 @@
+"""Every retry and polling policy in one place (tenacity), each with an explicit stop.
+
+- Slurm queries (sacct, squeue): retried on transient failures (timeouts, slurmctld down) with
+  exponential backoff 1, 2, 4, 8 s, for at most 60 s. sbatch is never retried.
+- Readiness: poll a check every `poll_interval_s` until it returns a value, the deadline passes,
+  or the stop event is set. Sleeping on the event makes a stop immediate.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_delay,
+    stop_any,
+    wait_exponential,
+    wait_fixed,
+)
+from tenacity.stop import stop_base
+
+T = TypeVar("T")
+
+
+class _StopOnEvent(stop_base):
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.event.is_set()
+
+
+SLURM_QUERY_STOP_S = 60.0
+
+
+def slurm_query_retry(transient: type[Exception]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    return retry(
+        retry=retry_if_exception_type(transient),
+        stop=stop_after_delay(SLURM_QUERY_STOP_S),
+        wait=wait_exponential(multiplier=1, min=1, max=8),
+        reraise=True,
+    )
+
+
+def poll_until(check: Callable[[], T | None], deadline_s: float, poll_interval_s: float, stop: threading.Event) -> T | None:
+    """Call `check` every poll_interval_s until it returns non-None; None on deadline or stop."""
+
+    def sleep(seconds: float) -> None:
+        stop.wait(seconds)
+
+    policy: Retrying = Retrying(
+        stop=stop_any(stop_after_delay(max(deadline_s, 0)), _StopOnEvent(stop)),
+        wait=wait_fixed(poll_interval_s),
+        retry=retry_if_result(lambda value: value is None),
+        sleep=sleep,
+        retry_error_callback=lambda _state: None,
+    )
+    result: Any = policy(check)
+    return result  # type: ignore[no-any-return]

@@ -1,0 +1,43 @@
+"""`glm5_hpc probe`: the probe ladder once, from where the command runs, rung by rung."""
+
+from __future__ import annotations
+
+import httpx
+
+from glm5_hpc.adapters.probe import run_ladder
+from glm5_hpc.adapters.resources import load_profile
+from glm5_hpc.adapters.store import Store
+from glm5_hpc.app.records import current_run
+from glm5_hpc.app.status import status
+from glm5_hpc.domain.health import RUNGS, Verdict
+from glm5_hpc.domain.profile import Health
+from glm5_hpc.errors import InputError
+
+__all__ = ["RUNGS", "probe"]
+
+
+def probe(name: str | None, url: str | None, model_id: str | None, store: Store | None = None) -> tuple[str, list[Verdict]]:
+    """Returns (url probed, verdicts). A deployment's own health settings apply when NAME is given."""
+    health = Health()
+    if name is not None:
+        store = store or Store()
+        (st,) = status([name], store)
+        if not st.endpoint:
+            raise InputError(f"deployment {name!r} has no endpoint now (serve job {st.phase}); see glm5_hpc status {name}")
+        url = url or st.endpoint
+        rec = store.load(name) or {}
+        profile = load_profile((current_run(rec) or {}).get("profile_file") or rec.get("profile", ""))
+        health, model_id = profile.health, model_id or profile.model_path.name
+    if url is None:
+        raise InputError("give a deployment NAME or --url URL")
+    url = url.rstrip("/")
+    with httpx.Client() as client:
+        if model_id is None:  # --url alone: take the model the server lists
+            try:
+                listed = client.get(f"{url}/v1/models", timeout=health.request_timeout_s).json()
+                model_id = str(listed["data"][0]["id"])
+            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+                model_id = ""
+        verdicts = run_ladder(client, url, model_id, health.prompt, health.expect, health.max_tokens,
+                              health.request_timeout_s, health.completion_timeout_s)  # fmt: skip
+    return url, verdicts
