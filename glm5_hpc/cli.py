@@ -43,26 +43,31 @@ def _parser() -> argparse.ArgumentParser:
     _wait_args(s)
 
     s = sub.add_parser("status", help="every stage's job, state and node, the endpoint and its health")
+    _route_arg(s)
     s.add_argument("names", nargs="*", metavar="NAME", help="deployments (default: all)")
     s.add_argument("--json", action="store_true", help="one JSON document")
     s.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
     s.add_argument("--interval", type=float, default=5.0, metavar="S", help="with --watch: seconds between refreshes")
 
     s = sub.add_parser("list", help="one line per deployment")
+    _route_arg(s)
     s.add_argument("--json", action="store_true", help="one JSON document")
 
     s = sub.add_parser("logs", help="a stage's log (default: the latest stage with a job)")
+    _route_arg(s)
     s.add_argument("name", metavar="NAME")
     s.add_argument("stage", nargs="?", choices=STAGES)
     s.add_argument("-n", "--lines", type=int, default=50, help="last N lines (default 50)")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
 
     s = sub.add_parser("probe", help="run the probe ladder once; exit 0 only when every rung passes")
+    _route_arg(s)
     s.add_argument("name", nargs="?", metavar="NAME", help="a deployment (its endpoint and health settings)")
     s.add_argument("--url", help="probe this URL instead of (or besides) a deployment's endpoint")
     s.add_argument("--model", help="model id expected in /v1/models (default: the deployment's, or the first listed)")
 
     s = sub.add_parser("cancel", help="cancel every job of a deployment (its containers are removed)")
+    _route_arg(s)
     s.add_argument("name", metavar="NAME")
 
     s = sub.add_parser("prep", help="edit a checkpoint's config files as the recipe says (Steps 1-2)")
@@ -87,7 +92,43 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cuda-arch", help="recipe.build.cuda_architectures the wheel is built for")
     s.add_argument("--model", type=Path, help="checkpoint directory (an NVFP4 checkpoint needs compute capability >= 10.0)")
     s.add_argument("--nvidia-smi", default="nvidia-smi", help=argparse.SUPPRESS)
+
+    s = sub.add_parser("remote", help="manage glm5_hpc's own copy on a profile's login node")
+    s.add_argument("action", choices=["setup"], help="setup: create or upgrade the remote virtual environment")
+    s.add_argument("--profile", required=True)
+
+    s = sub.add_parser("tunnel", help="forward a local port to a deployment's endpoint (follows redeploys)")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("--profile", help="the deployment's profile (through its login node, if it has ssh:)")
+    s.add_argument("--local-port", type=int, default=0, help="local port (default: a free one, printed)")
+
+    s = sub.add_parser("profile", help="profile init (ask the cluster and write one), validate, show")
+    psub = s.add_subparsers(dest="profile_command", required=True, metavar="ACTION")
+    pi = psub.add_parser("init", help="ask the cluster (sinfo, container tools) and write a commented profile")
+    pi.add_argument("name", metavar="NAME")
+    pi.add_argument("--output", type=Path, help="file to write (default: ~/.config/glm5_hpc/profiles/NAME.yaml)")
+    pi.add_argument("--force", action="store_true", help="replace an existing file")
+    pi.add_argument("--ssh", metavar="[USER@]HOST[:PORT]", help="ask this login node over SSH; the profile gets an ssh: block")
+    pi.add_argument("--identity-file", help="with --ssh: private key")
+    pi.add_argument("--known-hosts", default="~/.ssh/known_hosts", help="with --ssh: known_hosts file")
+    pi.add_argument("--model", default="/path/to/GLM-5-nvfp4-v1", help="checkpoint directory on shared storage")
+    pi.add_argument("--work-dir", default="/path/to/shared/glm5_hpc-work", help="shared work directory")
+    pi.add_argument("--image", default="nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3")
+    pi.add_argument("--variant", choices=["source-build", "stock"], default="source-build")
+    pi.add_argument("--source-repo", default="https://github.com/PerkzZheng/TensorRT-LLM.git")
+    pi.add_argument("--source-branch", default="user/perkzz/glm-flash-trtllm-gen")
+    pi.add_argument("--no-gpu-preflight", action="store_true", help="the nodes have no nvidia-smi")
+    for action in ("validate", "show"):
+        pa = psub.add_parser(action, help=f"{action} a profile (name or path)")
+        pa.add_argument("profile", metavar="PROFILE")
+
+    s = sub.add_parser("doctor", help="check the cluster is ready for a profile; exit 0 when every check passes")
+    s.add_argument("--profile", required=True)
     return p
+
+
+def _route_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--profile", help="run against this profile's cluster (its login node, if the profile has ssh:)")
 
 
 def _wait_args(s: argparse.ArgumentParser) -> None:
@@ -259,6 +300,115 @@ def _cmd_preflight(args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
+def _cmd_remote(args: argparse.Namespace) -> int:
+    from glm5_hpc.adapters.resources import load_profile
+    from glm5_hpc.adapters.shell import SSHShell
+    from glm5_hpc.app.remote import setup
+    from glm5_hpc.errors import InputError
+
+    profile = load_profile(args.profile)
+    if profile.ssh is None:
+        raise InputError(f"profile {profile.source} has no ssh: block; remote setup is for profiles that name a login node")
+    shell = SSHShell(profile.ssh)
+    try:
+        print(f"remote: {setup(profile, shell)}")
+    finally:
+        shell.close()
+    return 0
+
+
+def _cmd_tunnel(args: argparse.Namespace) -> int:
+    from glm5_hpc.adapters.resources import load_profile
+    from glm5_hpc.adapters.shell import SSHShell
+    from glm5_hpc.app.tunnel import Tunnel, endpoint_reader, upstream_opener
+
+    profile = load_profile(args.profile) if args.profile else None
+    shell = SSHShell(profile.ssh) if profile is not None and profile.ssh is not None else None
+    try:
+        tunnel = Tunnel(args.local_port, endpoint_reader(args.name, profile, shell), upstream_opener(shell),
+                        lambda line: print(line, flush=True))  # fmt: skip
+        tunnel.serve()
+    finally:
+        if shell is not None:
+            shell.close()
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from glm5_hpc.adapters.resources import load_profile
+    from glm5_hpc.app import profiles
+
+    if args.profile_command == "validate":
+        profile = load_profile(args.profile)
+        print(f"profile {profile.name} is valid ({profile.source})")
+        return 0
+    if args.profile_command == "show":
+        print(profiles.show(load_profile(args.profile)), end="")
+        return 0
+    from glm5_hpc.adapters.shell import LocalShell, SSHShell
+    from glm5_hpc.domain.profile import Ssh
+
+    ssh_block: dict[str, Any] | None = None
+    if args.ssh:
+        user, _, host_port = args.ssh.rpartition("@")
+        host, _, port = host_port.partition(":")
+        ssh_block = {k: v for k, v in {"host": host, "user": user or None, "port": int(port or 22),
+                     "identity_file": args.identity_file, "known_hosts": args.known_hosts}.items() if v is not None}  # fmt: skip
+    shell = SSHShell(Ssh.model_validate(ssh_block)) if ssh_block else LocalShell()
+    values = {"model": args.model, "work_dir": args.work_dir, "image": args.image, "variant": args.variant,
+              "repo": args.source_repo, "branch": args.source_branch}  # fmt: skip
+    output = args.output or Path.home() / ".config" / "glm5_hpc" / "profiles" / f"{args.name}.yaml"
+    try:
+        path = profiles.init(args.name, shell, output, values, ssh_block, not args.no_gpu_preflight, args.force)
+    finally:
+        shell.close()
+    print(f"wrote {path}; check it, then: glm5_hpc profile validate {path} && glm5_hpc doctor --profile {path}")
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from glm5_hpc.adapters.resources import load_profile
+    from glm5_hpc.adapters.shell import shell_for
+    from glm5_hpc.app.doctor import run_checks
+
+    profile = load_profile(args.profile)
+    shell = shell_for(profile.ssh)
+    try:
+        checks = run_checks(profile, shell)
+    finally:
+        shell.close()
+    print(f"doctor: profile {profile.name} on {shell.where}")
+    for c in checks:
+        print(f"  {'ok  ' if c.ok else 'FAIL'}  {c.name:<28} {c.detail}" + (f"\n        fix: {c.hint}" if c.hint else ""))
+    failed = sum(not c.ok for c in checks)
+    print(f"{len(checks) - failed} of {len(checks)} checks passed")
+    return 1 if failed else 0
+
+
+# Commands that act on a cluster: with a profile that names a login node (ssh:), they run there.
+FORWARDED = {"submit", "redeploy", "status", "list", "logs", "probe", "cancel", "render"}
+
+
+def _forward_if_remote(args: argparse.Namespace, argv: list[str]) -> int | None:
+    from glm5_hpc.app.remote import on_login_node
+
+    if args.command not in FORWARDED or not getattr(args, "profile", None) or on_login_node():
+        return None
+    from glm5_hpc.adapters.resources import load_profile
+
+    profile = load_profile(args.profile)
+    if profile.ssh is None:
+        return None
+    from glm5_hpc.adapters.shell import SSHShell
+    from glm5_hpc.app.remote import forward, with_profile_name
+
+    shell = SSHShell(profile.ssh)
+    try:
+        return forward(profile, with_profile_name(argv, profile.name), shell)
+    finally:
+        shell.close()
+
+
 COMMANDS = {
     "submit": _cmd_submit,
     "redeploy": _cmd_redeploy,
@@ -271,12 +421,20 @@ COMMANDS = {
     "patch-source": _cmd_patch_source,
     "render": _cmd_render,
     "preflight": _cmd_preflight,
+    "remote": _cmd_remote,
+    "tunnel": _cmd_tunnel,
+    "profile": _cmd_profile,
+    "doctor": _cmd_doctor,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     try:
+        forwarded = _forward_if_remote(args, argv)
+        if forwarded is not None:
+            return forwarded
         return COMMANDS[args.command](args)
     except Glm5Error as exc:
         if args.debug:
@@ -284,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"glm5_hpc: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        if args.command == "status":
+        if args.command in ("status", "tunnel"):
             return 0
         print("glm5_hpc: interrupted; submitted jobs keep running (see glm5_hpc status)", file=sys.stderr)
         return 130

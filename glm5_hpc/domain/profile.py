@@ -207,6 +207,26 @@ class Health(_Strict):
     max_tokens: int = Field(default=50, ge=1, le=4096)
 
 
+_LOCAL_PATH = re.compile(r"^~?/?[A-Za-z0-9_.+@=/-]+$")
+LocalPath = Annotated[str, _matching(_LOCAL_PATH, "path without spaces or shell characters")]
+_JUMP = re.compile(r"^([A-Za-z0-9_.-]+@)?[A-Za-z0-9_.-]+(:\d{1,5})?$")
+
+
+class Ssh(_Strict):
+    """A login node to reach over SSH; without it, glm5_hpc runs where the Slurm commands are."""
+
+    host: Host
+    user: Name | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    identity_file: LocalPath | None = None
+    known_hosts: LocalPath = "~/.ssh/known_hosts"
+    strict_host_keys: bool = True  # unknown or changed host keys are errors unless this is false
+    jump_host: Annotated[str, _matching(_JUMP, "[user@]host[:port]")] | None = None
+    connect_timeout_s: float = Field(default=15, gt=0, le=300)
+    remote_venv: LocalPath = ".local/share/glm5_hpc/venv"  # on the login node, relative to the home directory
+    python: LocalPath = "python3"  # interpreter on the login node that creates the remote venv
+
+
 class Profile(_Strict):
     """One cluster's settings. `source` is the file it was read from (for error messages)."""
 
@@ -214,6 +234,7 @@ class Profile(_Strict):
     source: str = ""
     gpu_preflight: bool = True  # check nvidia-smi on the build and serve nodes before starting
     slurm: Slurm = Slurm()
+    ssh: Ssh | None = None  # set: every command runs on this login node (see glm5_hpc remote setup)
     work_dir: ClusterPath
     model: Model
     recipe: Recipe = Recipe()

@@ -1,0 +1,108 @@
+"""Remote operation: the tool runs on the laptop, the work on the login node.
+
+`glm5_hpc remote setup --profile P` installs this very version of glm5_hpc into a virtual
+environment on the login node (a wheel rebuilt from the installed files, uploaded over SFTP).
+Every cluster command given a profile with an `ssh:` block is then run by that remote copy over
+one SSH connection: the profile is uploaded first, output streams back, and the exit code carries
+through. On the login node GLM5_HPC_ON_LOGIN_NODE=1 stops it from forwarding again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import shlex
+import zipfile
+from importlib.metadata import distribution
+from pathlib import Path
+
+from glm5_hpc import __version__
+from glm5_hpc.adapters.shell import SSHShell
+from glm5_hpc.domain.profile import Profile
+from glm5_hpc.errors import Glm5Error
+
+ON_LOGIN_NODE = "GLM5_HPC_ON_LOGIN_NODE"
+REMOTE_PROFILES = ".config/glm5_hpc/profiles"
+
+
+def on_login_node() -> bool:
+    return os.environ.get(ON_LOGIN_NODE) == "1"
+
+
+def installed_wheel() -> tuple[str, bytes]:
+    """A wheel of the installed glm5_hpc, rebuilt from its RECORD (so the login node runs exactly this)."""
+    dist = distribution("glm5_hpc")
+    name = f"glm5_hpc-{dist.version}-py3-none-any.whl"
+    info = f"glm5_hpc-{dist.version}.dist-info"
+    records, buf = [], io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in dist.files or []:
+            path = str(f)
+            if path.startswith("..") or path.endswith((".pyc", "/RECORD", "INSTALLER", "REQUESTED", "direct_url.json")):
+                continue
+            data = f.locate().read_bytes()  # type: ignore[attr-defined]
+            zf.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            records.append(f"{path},sha256={digest},{len(data)}")
+        zf.writestr(f"{info}/RECORD", "\n".join([*records, f"{info}/RECORD,,"]) + "\n")
+    return name, buf.getvalue()
+
+
+def _remote_tool(profile: Profile) -> str:
+    assert profile.ssh is not None
+    return f"{profile.ssh.remote_venv}/bin/glm5_hpc"
+
+
+def setup(profile: Profile, shell: SSHShell) -> str:
+    """Create or upgrade the remote venv with this version; returns what the remote copy reports."""
+    assert profile.ssh is not None
+    venv = profile.ssh.remote_venv
+    name, data = installed_wheel()
+    remote_wheel = f".cache/glm5_hpc/{name}"
+    shell.put(data, remote_wheel, 0o644)
+    steps = [
+        ["sh", "-c", f"test -x {shlex.quote(venv)}/bin/python || {shlex.quote(profile.ssh.python)} -m venv {shlex.quote(venv)}"],
+        [f"{venv}/bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "--force-reinstall", "--no-deps",
+         remote_wheel],
+        [f"{venv}/bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-check", remote_wheel],
+        [_remote_tool(profile), "--version"],
+    ]  # fmt: skip
+    for argv in steps:
+        r = shell.run(argv, timeout_s=900)
+        if r.rc != 0:
+            raise Glm5Error(
+                f"remote setup on {shell.where} failed at `{shlex.join(argv)}` (rc={r.rc}): {r.stderr.strip()[-500:]}"
+            )
+    version = r.stdout.strip()
+    if version != f"glm5_hpc {__version__}":
+        raise Glm5Error(f"remote setup on {shell.where}: the remote copy reports {version!r}, expected glm5_hpc {__version__}")
+    return f"{version} in {venv} on {shell.where}"
+
+
+def forward(profile: Profile, argv: list[str], shell: SSHShell) -> int:
+    """Run `glm5_hpc ARGV` on the login node with the profile uploaded; stream output; return its exit code."""
+    assert profile.ssh is not None
+    shell.put(Path(profile.source).read_bytes(), f"{REMOTE_PROFILES}/{profile.name}.yaml")
+    r = shell.run(["env", f"{ON_LOGIN_NODE}=1", _remote_tool(profile), *argv], stream=True)
+    if r.rc == 127:
+        raise Glm5Error(f"glm5_hpc is not installed on {shell.where}; run: glm5_hpc remote setup --profile {profile.name}")
+    return r.rc
+
+
+def with_profile_name(argv: list[str], name: str) -> list[str]:
+    """argv with the --profile value (a path on the laptop) replaced by the uploaded profile's name."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "--profile" and i + 1 < len(argv):
+            out += ["--profile", name]
+            skip = True
+        elif arg.startswith("--profile="):
+            out.append(f"--profile={name}")
+        else:
+            out.append(arg)
+    return out
