@@ -20,8 +20,11 @@ import time
 from dataclasses import replace
 from types import FrameType
 
+from glm5_hpc.adapters.secrets import read_secret
+from glm5_hpc.domain.profile import Secret
 from glm5_hpc.domain.render import PORT_ENV
 from glm5_hpc.domain.watch import WatchSpec
+from glm5_hpc.errors import Glm5Error
 from jobs.watcher import HealthFile, Watcher
 
 
@@ -52,22 +55,54 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_stage(stage: str, script: str, watch: WatchSpec | None = None) -> None:
+def read_secrets(secrets: dict[str, Secret]) -> dict[str, str]:
+    try:
+        return {name: read_secret(name, source) for name, source in secrets.items()}
+    except Glm5Error as exc:
+        print(f"glm5_hpc: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run_stage(stage: str, script: str, watch: WatchSpec | None = None, secrets: dict[str, Secret] | None = None) -> None:
     print(f"glm5_hpc: stage {stage}: running {script}", flush=True)
     child = _Child()
     signal.signal(signal.SIGTERM, child.on_signal)
     signal.signal(signal.SIGINT, child.on_signal)
-    env = dict(os.environ)
+    env = {**os.environ, **read_secrets(secrets or {})}
     if watch is None:
         rc = child.start(script, env).wait()
     else:
         port = free_port() if watch.port == "auto" else int(watch.port)
+        if watch.gateway is not None and watch.gateway.enabled:
+            watch = start_gateway(watch, port)
+            port = int(watch.port)
         env[PORT_ENV] = str(port)
         print(f"glm5_hpc: serve port {port}", flush=True)
         rc = supervise(replace(watch, port=port), script, env, child)
     if rc != 0:
         print(f"glm5_hpc: stage {stage}: {script} exited with code {rc}", file=sys.stderr, flush=True)
         raise SystemExit(rc if rc > 0 else 128 - rc)
+
+
+def start_gateway(watch: WatchSpec, public_port: int) -> WatchSpec:
+    """Start the API-key gateway on the public port; the server gets a private loopback port."""
+    from glm5_hpc.adapters.endpoint import node_address, node_name
+    from jobs.gateway import Gateway
+
+    assert watch.gateway is not None and watch.gateway.api_key is not None
+    key = read_secrets({"gateway.api_key": watch.gateway.api_key})["gateway.api_key"]
+    internal = free_port()
+    gateway = Gateway(watch.gateway.host, public_port, f"http://127.0.0.1:{internal}", key)
+    gateway.start()
+    gateway.ready.wait(timeout=30)
+    if gateway.error is not None or not gateway.ready.is_set():
+        print(
+            f"glm5_hpc: the API-key gateway did not start on {watch.gateway.host}:{public_port}: {gateway.error}", file=sys.stderr
+        )
+        raise SystemExit(2)  # never serve unguarded when a gateway was asked for
+    host = "127.0.0.1" if watch.gateway.host in ("127.0.0.1", "localhost") else node_address(node_name())
+    print(f"glm5_hpc: API-key gateway on {watch.gateway.host}:{public_port} -> 127.0.0.1:{internal}", flush=True)
+    return replace(watch, port=internal, public_url=f"http://{host}:{public_port}")
 
 
 def supervise(spec: WatchSpec, script: str, env: dict[str, str], child: _Child) -> int:

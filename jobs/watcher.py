@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from glm5_hpc.adapters.endpoint import resolve
+from glm5_hpc.adapters.endpoint import node_name, resolve
 from glm5_hpc.adapters.files import write_json_atomic
 from glm5_hpc.adapters.policies import poll_until
 from glm5_hpc.adapters.probe import probe_health, run_ladder
@@ -65,7 +65,15 @@ class Watcher(threading.Thread):
                 self.give_up("the server never got an address")
             return
         url, kind = found
-        self.health.record(phase="loading", endpoint=url, endpoint_kind=kind, reason="")
+        if self.spec.public_url:  # probes go to the server itself; users go through the gateway
+            self.health.record(
+                phase="loading",
+                endpoint=self.spec.public_url,
+                reason="",
+                endpoint_kind=f"API-key gateway on node {node_name()}; the server listens on its loopback",
+            )
+        else:
+            self.health.record(phase="loading", endpoint=url, endpoint_kind=kind, reason="")
         with httpx.Client() as client:
             if self.wait_ready(client, url):
                 self.liveness(client, url)

@@ -39,9 +39,13 @@ def node_address(node: str, timeout_s: float = 10) -> str:
     return socket.getfqdn(node)
 
 
+def node_name() -> str:
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
 def resolve(spec: WatchSpec, job_id: str) -> tuple[str, str] | None:
     """Return (url, what it is and who can reach it), or None while the container has no address yet."""
-    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    node = node_name()
     if spec.network == "bridge":
         ip = container_ip(spec.container_binary, f"{spec.container_prefix}-{job_id}")
         if not ip:

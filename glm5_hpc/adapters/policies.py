@@ -1,13 +1,15 @@
 """Every retry and polling policy in one place (tenacity), each with an explicit stop.
 
 - Slurm queries (sacct, squeue): retried on transient failures (timeouts, slurmctld down) with
-  exponential backoff 1, 2, 4, 8 s, for at most 60 s. sbatch is never retried.
+  exponential backoff 1, 2, 4, 8 s, for at most $GLM5_HPC_SLURM_RETRY_S seconds (default 60).
+  sbatch is never retried.
 - Readiness: poll a check every `poll_interval_s` until it returns a value, the deadline passes,
   or the stop event is set. Sleeping on the event makes a stop immediate.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -36,7 +38,7 @@ class _StopOnEvent(stop_base):
         return self.event.is_set()
 
 
-SLURM_QUERY_STOP_S = 60.0
+SLURM_QUERY_STOP_S = float(os.environ.get("GLM5_HPC_SLURM_RETRY_S", "60"))
 
 
 def slurm_query_retry(transient: type[Exception]) -> Callable[[Callable[..., T]], Callable[..., T]]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
-from glm5_hpc.adapters.probe import run_ladder
+from glm5_hpc.adapters.probe import ReplyError, fetch, run_ladder
 from glm5_hpc.adapters.resources import load_profile
+from glm5_hpc.adapters.secrets import read_secret
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.records import current_run
 from glm5_hpc.app.status import status
@@ -19,6 +22,7 @@ __all__ = ["RUNGS", "probe"]
 def probe(name: str | None, url: str | None, model_id: str | None, store: Store | None = None) -> tuple[str, list[Verdict]]:
     """Returns (url probed, verdicts). A deployment's own health settings apply when NAME is given."""
     health = Health()
+    headers: dict[str, str] | None = None
     if name is not None:
         store = store or Store()
         (st,) = status([name], store)
@@ -28,16 +32,18 @@ def probe(name: str | None, url: str | None, model_id: str | None, store: Store 
         rec = store.load(name) or {}
         profile = load_profile((current_run(rec) or {}).get("profile_file") or rec.get("profile", ""))
         health, model_id = profile.health, model_id or profile.model_path.name
+        if profile.gateway.enabled and profile.gateway.api_key is not None:
+            headers = {"Authorization": f"Bearer {read_secret('gateway.api_key', profile.gateway.api_key)}"}
     if url is None:
         raise InputError("give a deployment NAME or --url URL")
     url = url.rstrip("/")
     with httpx.Client() as client:
         if model_id is None:  # --url alone: take the model the server lists
             try:
-                listed = client.get(f"{url}/v1/models", timeout=health.request_timeout_s).json()
-                model_id = str(listed["data"][0]["id"])
-            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+                _, body = fetch(client, "GET", f"{url}/v1/models", health.request_timeout_s, headers=headers)
+                model_id = str(json.loads(body)["data"][0]["id"])
+            except (httpx.HTTPError, ReplyError, ValueError, KeyError, IndexError, TypeError):
                 model_id = ""
         verdicts = run_ladder(client, url, model_id, health.prompt, health.expect, health.max_tokens,
-                              health.request_timeout_s, health.completion_timeout_s)  # fmt: skip
+                              health.request_timeout_s, health.completion_timeout_s, headers)  # fmt: skip
     return url, verdicts

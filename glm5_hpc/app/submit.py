@@ -163,8 +163,10 @@ def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_sta
                 account=profile.slurm.account, qos=profile.slurm.qos,
                 after_ok=submitted[step.after] if step.after else None,
             )  # fmt: skip
-            watch = _watch_spec(profile, name, paths) if step.stage == SERVE else None
-            job_id = slurm.submit(sub, run_stage, step.stage, str(paths.scripts / f"{step.stage}.sh"), watch)
+            serve = step.stage == SERVE
+            watch = _watch_spec(profile, name, paths) if serve else None
+            sources = dict(profile.container.secrets) if serve else None  # where to read them, not their values
+            job_id = slurm.submit(sub, run_stage, step.stage, str(paths.scripts / f"{step.stage}.sh"), watch, sources)
             if os.environ.get(EXIT_AFTER_SBATCH) == step.stage:
                 os._exit(137)
             submitted[step.stage] = job_id
@@ -195,6 +197,6 @@ def _watch_spec(profile: Profile, name: str, paths: RunPaths) -> WatchSpec:
     return WatchSpec(
         health_file=str(paths.health_file), container_binary=profile.container.binary,
         container_prefix=job_name(name, SERVE), network=profile.container.network,
-        bind_host=profile.serve.host, port=profile.serve.port, model_id=profile.model_path.name,
-        health=profile.health, publish=profile.container.publish,
+        bind_host=str(profile.serve.host), port=profile.serve.port, model_id=profile.model_path.name,
+        health=profile.health, publish=profile.container.publish, gateway=profile.gateway,
     )  # fmt: skip

@@ -123,6 +123,31 @@ class Recipe(_Strict):
     build: Build = Build()
 
 
+_LOCAL_PATH = re.compile(r"^~?/?[A-Za-z0-9_.+@=/-]+$")
+LocalPath = Annotated[str, _matching(_LOCAL_PATH, "path without spaces or shell characters")]
+_JUMP = re.compile(r"^([A-Za-z0-9_.-]+@)?[A-Za-z0-9_.-]+(:\d{1,5})?$")
+
+
+class Secret(_Strict):
+    """Where a secret's value is read at run time, on the serve node; never copied anywhere else."""
+
+    file: LocalPath | None = None  # preferred: a file readable only by you, on storage the node sees
+    env: Annotated[str, _matching(_ENV_KEY, "environment variable name")] | None = None  # from the job's environment
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Secret:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of file: or env:")
+        return self
+
+
+def _secret_names(secrets: dict[str, Secret]) -> dict[str, Secret]:
+    for key in secrets:
+        if not _ENV_KEY.fullmatch(key):
+            raise ValueError(f"{key!r} is not a valid environment variable name")
+    return secrets
+
+
 RECIPE_DOCKER_FLAGS = ("--gpus", "all", "--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864")
 _RUNTIME_DEFAULTS: dict[str, dict[str, Any]] = {
     # binary, extra flags of the run command, network
@@ -145,6 +170,7 @@ class Container(_Strict):
     model_mount: ClusterPath = "/workspace/scratch"
     env: Annotated[dict[str, EnvValue], AfterValidator(_env_keys)] = Field(default_factory=dict)
     publish: bool = False  # bridge network: publish the serve port on the node, so the login node can reach it
+    secrets: Annotated[dict[str, Secret], AfterValidator(_secret_names)] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -184,7 +210,10 @@ class Serve(_Strict):
     tp_size: int = Field(default=8, ge=1, le=64)
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_num_tokens: int = Field(default=8192, ge=1)
-    host: Host = "0.0.0.0"  # noqa: S104 - the recipe's value; inside a bridge-network container it is node-local
+    # bind address; default: 0.0.0.0 in a bridge container (reachable from the serve node only, unless
+    # published), 127.0.0.1 with host networking. Anything wider is a choice: trtllm-serve has no API
+    # key and unauthenticated control routes, so 0.0.0.0 on a host network hands them to every cluster user.
+    host: Host | None = None
     port: Annotated[int, Field(ge=1, le=65535)] | Literal["auto"] = 8000  # auto: a free port on the node at start
     trust_remote_code: bool = True
     sparse_attention: SparseAttention | None = SparseAttention()
@@ -207,9 +236,18 @@ class Health(_Strict):
     max_tokens: int = Field(default=50, ge=1, le=4096)
 
 
-_LOCAL_PATH = re.compile(r"^~?/?[A-Za-z0-9_.+@=/-]+$")
-LocalPath = Annotated[str, _matching(_LOCAL_PATH, "path without spaces or shell characters")]
-_JUMP = re.compile(r"^([A-Za-z0-9_.-]+@)?[A-Za-z0-9_.-]+(:\d{1,5})?$")
+class Gateway(_Strict):
+    """An API-key gateway in front of trtllm-serve, for sharing the endpoint on a shared cluster."""
+
+    enabled: bool = False
+    api_key: Secret | None = None  # where the key is read at run time (file preferred)
+    host: Host = "0.0.0.0"  # noqa: S104 - the gateway is what may listen widely; the server stays on loopback
+
+    @model_validator(mode="after")
+    def _key(self) -> Gateway:
+        if self.enabled and self.api_key is None:
+            raise ValueError("gateway.enabled needs gateway.api_key (file: or env:)")
+        return self
 
 
 class Ssh(_Strict):
@@ -241,12 +279,20 @@ class Profile(_Strict):
     container: Container = Field(default_factory=lambda: Container.model_validate({}))
     stages: Stages
     serve: Serve = Serve()
+    gateway: Gateway = Gateway()
     health: Health = Health()
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
         if self.recipe.variant == "source-build" and self.stages.build_wheel is None:
             raise ValueError("recipe.variant is source-build, so stages.build-wheel is required")
+        if self.gateway.enabled and self.container.network != "host":
+            raise ValueError("gateway.enabled needs container.network host (the server binds the node's loopback)")
+        if self.gateway.enabled and self.serve.host not in (None, "127.0.0.1", "localhost"):
+            raise ValueError("with gateway.enabled, serve.host must stay on loopback; the gateway listens on gateway.host")
+        if self.serve.host is None:
+            default = "0.0.0.0" if self.container.network == "bridge" else "127.0.0.1"  # noqa: S104 - node-local in a bridge
+            object.__setattr__(self, "serve", self.serve.model_copy(update={"host": default}))
         if self.serve.tp_size > self.stages.serve.gpus:
             raise ValueError(
                 f"serve.tp_size {self.serve.tp_size} needs at least that many GPUs, "

@@ -64,7 +64,7 @@ def serve_argv(profile: Profile, config_path: PurePosixPath) -> list[str]:
     s = profile.serve
     argv = [
         str(model_in_container(profile)),
-        "--host", s.host, "--port", PORT_VAR,
+        "--host", str(s.host), "--port", PORT_VAR,
         "--tp_size", str(s.tp_size),
         "--max_batch_size", str(s.max_batch_size),
         "--max_num_tokens", str(s.max_num_tokens),
@@ -119,8 +119,9 @@ def _runtime(profile: Profile, ctx: RenderContext, stage: str, templates: Mappin
     if c.runtime == "docker":
         flags = list(c.run_flags) + (["--network", "host"] if c.network == "host" else [])
         volumes = [a for src, dst, ro in mounts for a in ("-v", f"{src}:{dst}" + (":ro" if ro else ""))]
-        if stage == SERVE:  # the server's port: passed in, and published on the node if asked
+        if stage == SERVE:  # the port and the secrets' names; values come from the stage's environment
             flags += ["-e", PORT_ENV]
+            flags += [arg for name in sorted(c.secrets) for arg in ("-e", name)]
         publish = f' -p "${PORT_ENV}:${PORT_ENV}"' if c.publish and stage == SERVE else ""
         values.update(
             run_flags=shlex.join(flags) + publish,

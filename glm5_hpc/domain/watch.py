@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from glm5_hpc.domain.profile import Health
+from glm5_hpc.domain.profile import Gateway, Health
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -20,3 +20,5 @@ class WatchSpec:
     model_id: str
     health: Health
     publish: bool = False  # bridge network with the port published on the node
+    gateway: Gateway | None = None  # API-key gateway in front of the server (profile gateway:)
+    public_url: str = ""  # set by the serve job when a gateway fronts the server: what users reach

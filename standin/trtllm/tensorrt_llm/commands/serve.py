@@ -213,6 +213,9 @@ def serve(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {}
     if args.extra_llm_api_options:
         extra = yaml.safe_load(Path(args.extra_llm_api_options).read_text()) or {}
+    for name in ("HF_TOKEN", "NGC_API_KEY"):
+        if os.environ.get(name):
+            log(f"{name}: set ({len(os.environ[name])} characters)")
     check_tokenizer(model)
     log(f"Loading model weights ({os.environ.get('GLM5_STANDIN_LOAD_S', '3')} s)")
     time.sleep(float(os.environ.get("GLM5_STANDIN_LOAD_S", "3")))

@@ -1,0 +1,222 @@
+"""Faults injected for real on the local cluster: slurmctld stopped, frozen and restarted; the
+node going down; a requeue; Ctrl-C during --wait. Each test checks what the user sees and that
+nothing is lost (no job forgotten, none duplicated, no false state)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GLM5_HPC, REPO, containers, eventually, glm5
+
+pytestmark = pytest.mark.usefixtures("cluster")
+
+
+def slurmctld_pid() -> int:
+    return int(subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+@pytest.fixture
+def controller() -> Iterator[None]:
+    """Whatever a test does to slurmctld, it is running and answering again afterwards."""
+    yield
+    with contextlib.suppress(subprocess.CalledProcessError):
+        os.kill(slurmctld_pid(), signal.SIGCONT)
+    subprocess.run([str(REPO / "scripts" / "local-cluster"), "up"], check=True, capture_output=True)
+    subprocess.run(["scontrol", "update", "nodename=" + os.uname().nodename.split(".")[0], "state=resume"], capture_output=True)
+    assert eventually(
+        lambda: (
+            subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True).stdout.strip()
+            in ("idle", "mixed", "allocated")
+        ),
+        timeout_s=60,
+    )
+
+
+def status_json(name: str, **env: str) -> dict:
+    out = subprocess.run(
+        [str(GLM5_HPC), "status", name, "--json"], capture_output=True, text=True, check=True, env={**os.environ, **env}
+    ).stdout
+    (dep,) = json.loads(out)["deployments"]
+    return dep
+
+
+def held_deployment(state_dir: Path, name: str) -> list[str]:
+    ids = [
+        subprocess.run(
+            ["sbatch", "--parsable", "--hold", "-p", "cpu", "--mem=10", "--wrap", "true"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for _ in range(3)
+    ]
+    stages = [{"stage": s, "job_id": j} for s, j in zip(("prep-model", "build-wheel", "serve"), ids, strict=True)]
+    run = {
+        "run_id": "r",
+        "run_dir": str(state_dir),
+        "health_file": str(state_dir / "h.json"),
+        "logs": "",
+        "planned": [s["stage"] for s in stages],
+        "stages": stages,
+        "submission": "complete",
+    }
+    (state_dir / "deployments").mkdir(parents=True, exist_ok=True)
+    (state_dir / "deployments" / f"{name}.json").write_text(json.dumps({"schema": 1, "name": name, "runs": [run]}))
+    return ids
+
+
+def test_status_waits_out_a_frozen_controller(state_dir: Path, controller: None) -> None:
+    ids = held_deployment(state_dir, "frozen")
+    try:
+        os.kill(slurmctld_pid(), signal.SIGSTOP)
+        proc = subprocess.Popen(
+            [str(GLM5_HPC), "status", "frozen", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        time.sleep(5)
+        assert proc.poll() is None  # still retrying, not reporting anything
+        os.kill(slurmctld_pid(), signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        dep = json.loads(out)["deployments"][0]
+        assert [s["state"] for s in dep["stages"]] == ["PENDING"] * 3  # the true state, after recovering
+    finally:
+        subprocess.run(["scancel", *ids])
+
+
+def test_status_with_the_controller_down_is_an_error_not_a_guess(state_dir: Path, controller: None) -> None:
+    ids = held_deployment(state_dir, "down")
+    try:
+        os.kill(slurmctld_pid(), signal.SIGTERM)
+        assert eventually(lambda: subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode != 0)
+        proc = subprocess.run(
+            [str(GLM5_HPC), "status", "down", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={**os.environ, "GLM5_HPC_SLURM_RETRY_S": "5"},
+        )
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert proc.stderr.startswith("glm5_hpc: error: sacct -X failed") or proc.stderr.startswith(
+            "glm5_hpc: error: squeue -h failed"
+        )
+        subprocess.run([str(REPO / "scripts" / "local-cluster"), "up"], check=True, capture_output=True)
+        assert [s["state"] for s in status_json("down")["stages"]] == ["PENDING"] * 3  # state survived the restart
+    finally:
+        subprocess.run(["scancel", *ids])
+
+
+def test_submit_with_the_controller_down_submits_nothing(
+    make_profile: Callable[..., Path], state_dir: Path, controller: None
+) -> None:
+    profile = make_profile("noctl")
+    os.kill(slurmctld_pid(), signal.SIGTERM)
+    assert eventually(lambda: subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode != 0)
+    proc = subprocess.run(
+        [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", "noctl"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("glm5_hpc: error: sbatch failed for job glm5-noctl-prep-model on partition cpu")
+    subprocess.run([str(REPO / "scripts" / "local-cluster"), "up"], check=True, capture_output=True)
+    record = json.loads((state_dir / "deployments" / "noctl.json").read_text())
+    (run,) = record["runs"]
+    assert run["submission"].startswith("aborted: sbatch failed") and run["stages"] == []
+    comment = f"glm5_hpc:noctl:{run['run_id']}"
+    live = subprocess.run(["squeue", "-h", "-o", "%k"], capture_output=True, text=True, check=True).stdout.split()
+    assert comment not in live  # no job was created behind the error, so none is duplicated or orphaned
+    assert glm5("submit", "--profile", str(profile), "--name", "noctl").returncode == 0  # and the next submit works
+    glm5("cancel", "noctl")
+
+
+def test_controller_restart_during_wait(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], controller: None
+) -> None:
+    profile = make_profile("restartctl", container={"env": {"GLM5_STANDIN_BUILD_S": "6", "GLM5_STANDIN_LOAD_S": "3"}})
+    cleanup_deployments.append("restartctl")
+    proc = subprocess.Popen(
+        [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", "restartctl", "--wait", "--timeout", "300"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)
+    os.kill(slurmctld_pid(), signal.SIGTERM)
+    time.sleep(3)
+    subprocess.run([str(REPO / "scripts" / "local-cluster"), "up"], check=True, capture_output=True)
+    out, err = proc.communicate(timeout=360)
+    assert proc.returncode == 0, out + err
+    assert "healthy: http://127.0.0.1:" in out
+
+
+def test_ctrl_c_during_wait_keeps_the_jobs(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path
+) -> None:
+    profile = make_profile("ctrlc")
+    cleanup_deployments.append("ctrlc")
+    proc = subprocess.Popen(
+        [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", "ctrlc", "--wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = proc.stdout.readline()  # type: ignore[union-attr]
+    assert first.startswith("submitted deployment ctrlc run ")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted; submitted jobs keep running" in err
+    record = json.loads((state_dir / "deployments" / "ctrlc.json").read_text())
+    assert record["runs"][0]["submission"] == "complete" and len(record["runs"][0]["stages"]) == 3
+    assert eventually(lambda: status_json("ctrlc")["healthy"], timeout_s=180)  # a later status picks up
+
+
+def test_requeue_re_resolves_the_endpoint(make_profile: Callable[..., Path], cleanup_deployments: list[str]) -> None:
+    profile = make_profile("requeue", serve={"port": "auto"})
+    cleanup_deployments.append("requeue")
+    assert glm5("submit", "--profile", str(profile), "--name", "requeue", "--wait", "--timeout", "240").returncode == 0
+    before = status_json("requeue")
+    serve_id = before["stages"][2]["job_id"]
+    subprocess.run(["scontrol", "requeue", serve_id], check=True)
+    assert eventually(
+        lambda: f"glm5-requeue-serve-{serve_id}" not in containers() or status_json("requeue")["phase"] != "ready", timeout_s=60
+    )
+    subprocess.run(["scontrol", "update", f"jobid={serve_id}", "starttime=now"], capture_output=True)
+    assert eventually(
+        lambda: status_json("requeue")["healthy"] and status_json("requeue")["endpoint"] != before["endpoint"],
+        timeout_s=300,
+        interval_s=2,
+    )
+    assert status_json("requeue")["stages"][2]["job_id"] == serve_id  # same job, started again, endpoint found anew
+
+
+def test_node_failure_during_serve(make_profile: Callable[..., Path], cleanup_deployments: list[str], controller: None) -> None:
+    profile = make_profile("nodefail", serve={"port": "auto"})
+    cleanup_deployments.append("nodefail")
+    assert glm5("submit", "--profile", str(profile), "--name", "nodefail", "--wait", "--timeout", "240").returncode == 0
+    serve_id = status_json("nodefail")["stages"][2]["job_id"]
+    node = os.uname().nodename.split(".")[0]
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=glm5-fault-test"], check=True)
+    assert eventually(
+        lambda: status_json("nodefail")["stages"][2]["state"] in ("NODE_FAIL", "PENDING", "REQUEUED"), timeout_s=120
+    )
+    dep = status_json("nodefail")
+    assert not dep["healthy"]  # never reported healthy on a failed node
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=True)
+    if dep["stages"][2]["state"] == "NODE_FAIL":
+        assert "ended NODE_FAIL" in dep["failure"]
+    else:  # Slurm requeued the batch job (JobRequeue=1): it comes back by itself, endpoint re-resolved
+        subprocess.run(["scontrol", "update", f"jobid={serve_id}", "starttime=now"], capture_output=True)
+        assert eventually(lambda: status_json("nodefail")["healthy"], timeout_s=300, interval_s=2)
+    assert eventually(
+        lambda: (
+            not any(c.startswith(f"glm5-nodefail-serve-{serve_id}") for c in containers()) or status_json("nodefail")["healthy"]
+        ),
+        timeout_s=60,
+    )
