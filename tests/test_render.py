@@ -19,7 +19,7 @@ from tests.conftest import REPO
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CTX = RenderContext(
     deployment="glm5",
-    paths=RunPaths(PurePosixPath("/shared/glm5/work"), "glm5", "20260101-000000-abcd"),
+    paths=RunPaths(PurePosixPath("/shared/glm5/workdir"), "glm5", "20260101-000000-abcd"),
     python="/shared/glm5/venv/bin/python",
     tool_packages={
         "glm5_hpc": "/shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc",
@@ -139,13 +139,13 @@ def test_rendered_scripts_are_valid_bash(variant: str, tmp_path: Path) -> None:
 def test_runtime_specifics() -> None:
     pyxis = (GOLDEN / "pyxis" / "serve.sh").read_text()
     assert "srun --ntasks=1 --container-image='nvcr.io#nvidia/tensorrt-llm/release:1.3.0rc3'" in pyxis
-    assert "--container-mounts=/shared/models:/workspace/scratch,/shared/glm5/work/deployments/" in pyxis
+    assert "--container-mounts=/shared/models:/workspace/scratch,/shared/glm5/workdir/deployments/" in pyxis
     apptainer = (GOLDEN / "apptainer" / "serve.sh").read_text()
     assert "apptainer exec --nv --writable-tmpfs --bind /shared/models:/workspace/scratch," in apptainer
     assert apptainer.rstrip().endswith("serve-container.sh")
     bare = (GOLDEN / "bare" / "serve-container.sh").read_text()
     assert "trtllm-serve serve /shared/models/GLM-5-nvfp4-v1 " in bare  # no container: the real path
-    assert "PYTHONPATH=/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd/scripts/tool " in bare
+    assert "PYTHONPATH=/shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd/scripts/tool " in bare
     for runtime in ("docker", "pyxis", "apptainer", "bare"):
         serve = (GOLDEN / runtime / "serve.sh").read_text()
         assert "glm5_hpc preflight --min-gpus 8 --model /shared/models/GLM-5-nvfp4-v1 --cuda-arch 100" in serve

@@ -3,7 +3,7 @@
 # clone the TensorRT-LLM branch, apply the recipe's C++ fixes, build the wheel in the container
 # (recipe Steps 4-5), publish it to the wheel cache.
 set -euo pipefail
-src=/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd/src
+src=/shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd/src
 rm -rf "$src"
 git lfs install --skip-repo
 git clone --quiet --branch user/perkzz/glm-flash-trtllm-gen --single-branch https://github.com/PerkzZheng/TensorRT-LLM.git "$src"
@@ -15,7 +15,7 @@ git -C "$src" checkout --quiet --detach 0123456789abcdef0123456789abcdef01234567
 # --writable-tmpfs lets pip install the wheel and patch flashinfer in a throwaway overlay.
 in_runtime() {  # WORKDIR COMMAND...
   local workdir=$1; shift
-  apptainer exec --nv --writable-tmpfs --bind /shared/models:/workspace/scratch,/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd:/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd,/shared/glm5/work/wheels:/shared/glm5/work/wheels:ro,/shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc:/opt/glm5_hpc/glm5_hpc:ro,/shared/glm5/venv/lib/python3.11/site-packages/jobs:/opt/glm5_hpc/jobs:ro --env-file /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd/scripts/env.sh --pwd "$workdir"  /shared/images/tensorrt-llm-1.3.0rc3.sif "$@"
+  apptainer exec --nv --writable-tmpfs --bind /shared/models:/workspace/scratch,/shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd:/shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd,/shared/glm5/workdir/wheels:/shared/glm5/workdir/wheels:ro,/shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc:/opt/glm5_hpc/glm5_hpc:ro,/shared/glm5/venv/lib/python3.11/site-packages/jobs:/opt/glm5_hpc/jobs:ro --env-file /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd/scripts/env.sh --pwd "$workdir"  /shared/images/tensorrt-llm-1.3.0rc3.sif "$@"
 }
 
 in_runtime "$src" python3 scripts/build_wheel.py --fast_build --cuda_architectures 100 --no-venv --job_count 32
@@ -25,11 +25,11 @@ if [[ ${#wheels[@]} -ne 1 || ! -f ${wheels[0]} ]]; then
   echo "glm5_hpc: expected exactly one wheel in $src/build, found: ${wheels[*]}" >&2
   exit 1
 fi
-partial=/shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk.partial-$SLURM_JOB_ID
+partial=/shared/glm5/workdir/wheels/kkkkkkkkkkkkkkkkkkkk.partial-$SLURM_JOB_ID
 mkdir -p "$partial"
 cp "${wheels[0]}" "$partial/"
-if ! mv -T "$partial" /shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk 2>/dev/null; then  # --rebuild: replace the cached wheel
-  old=/shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk.old-$SLURM_JOB_ID
-  mv -T /shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk "$old" && mv -T "$partial" /shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk && rm -rf "$old"
+if ! mv -T "$partial" /shared/glm5/workdir/wheels/kkkkkkkkkkkkkkkkkkkk 2>/dev/null; then  # --rebuild: replace the cached wheel
+  old=/shared/glm5/workdir/wheels/kkkkkkkkkkkkkkkkkkkk.old-$SLURM_JOB_ID
+  mv -T /shared/glm5/workdir/wheels/kkkkkkkkkkkkkkkkkkkk "$old" && mv -T "$partial" /shared/glm5/workdir/wheels/kkkkkkkkkkkkkkkkkkkk && rm -rf "$old"
 fi
-echo "glm5_hpc: wheel published to "/shared/glm5/work/wheels/kkkkkkkkkkkkkkkkkkkk
+echo "glm5_hpc: wheel published to "/shared/glm5/workdir/wheels/kkkkkkkkkkkkkkkkkkkk

@@ -8,7 +8,7 @@ set -euo pipefail
 # --writable-tmpfs lets pip install the wheel and patch flashinfer in a throwaway overlay.
 in_runtime() {  # WORKDIR COMMAND...
   local workdir=$1; shift
-  apptainer exec --nv --writable-tmpfs --bind /shared/models:/workspace/scratch,/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd:/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd,/shared/glm5/work/wheels:/shared/glm5/work/wheels:ro,/shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc:/opt/glm5_hpc/glm5_hpc:ro,/shared/glm5/venv/lib/python3.11/site-packages/jobs:/opt/glm5_hpc/jobs:ro --env-file /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd/scripts/env.sh --pwd "$workdir"  /shared/images/tensorrt-llm-1.3.0rc3.sif "$@"
+  apptainer exec --nv --writable-tmpfs --bind /shared/models:/workspace/scratch,/shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd:/shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd,/shared/glm5/workdir/wheels:/shared/glm5/workdir/wheels:ro,/shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc:/opt/glm5_hpc/glm5_hpc:ro,/shared/glm5/venv/lib/python3.11/site-packages/jobs:/opt/glm5_hpc/jobs:ro --env-file /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd/scripts/env.sh --pwd "$workdir"  /shared/images/tensorrt-llm-1.3.0rc3.sif "$@"
 }
 
-in_runtime /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd bash /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd/scripts/serve-container.sh
+in_runtime /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd bash /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd/scripts/serve-container.sh

@@ -17,8 +17,8 @@ trap 'trap "" TERM INT; cleanup; exit 143' TERM INT
 cleanup  # a requeued job may find its previous container
 in_runtime() {  # WORKDIR COMMAND...
   local workdir=$1; shift
-  docker run --rm --init --name "$container" --gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 -e GLM5_SERVE_PORT -v /shared/models:/workspace/scratch -v /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd:/shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd -v /shared/glm5/work/wheels:/shared/glm5/work/wheels:ro -v /shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc:/opt/glm5_hpc/glm5_hpc:ro -v /shared/glm5/venv/lib/python3.11/site-packages/jobs:/opt/glm5_hpc/jobs:ro --env-file /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd/scripts/container.env -w "$workdir" nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3 "$@" &
+  docker run --rm --init --name "$container" --gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 -e GLM5_SERVE_PORT -v /shared/models:/workspace/scratch -v /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd:/shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd -v /shared/glm5/workdir/wheels:/shared/glm5/workdir/wheels:ro -v /shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc:/opt/glm5_hpc/glm5_hpc:ro -v /shared/glm5/venv/lib/python3.11/site-packages/jobs:/opt/glm5_hpc/jobs:ro --env-file /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd/scripts/container.env -w "$workdir" nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3 "$@" &
   wait $!
 }
 
-in_runtime /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd bash /shared/glm5/work/deployments/glm5/runs/20260101-000000-abcd/scripts/serve-container.sh
+in_runtime /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd bash /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd/scripts/serve-container.sh
