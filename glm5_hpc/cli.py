@@ -390,9 +390,11 @@ FORWARDED = {"submit", "redeploy", "status", "list", "logs", "probe", "cancel", 
 
 
 def _forward_if_remote(args: argparse.Namespace, argv: list[str]) -> int | None:
+    if args.command not in FORWARDED or not getattr(args, "profile", None):
+        return None  # decided before importing anything: commands without a profile start fast
     from glm5_hpc.app.remote import on_login_node
 
-    if args.command not in FORWARDED or not getattr(args, "profile", None) or on_login_node():
+    if on_login_node():
         return None
     from glm5_hpc.adapters.resources import load_profile
 

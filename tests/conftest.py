@@ -4,6 +4,7 @@ TensorRT-LLM stand-in; the session fixture starts them and FAILS the run if they
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,12 @@ def glm5(*args: str, timeout: float = 300, check: bool = False) -> subprocess.Co
     if check and proc.returncode != 0:
         raise AssertionError(f"glm5_hpc {' '.join(args)} -> rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def status_json(name: str) -> dict[str, Any]:
+    """One deployment's entry of `glm5_hpc status NAME --json`."""
+    (dep,) = json.loads(glm5("status", name, "--json", check=True).stdout)["deployments"]
+    return dep  # type: ignore[no-any-return]
 
 
 def squeue_ids() -> set[str]:

@@ -11,15 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import STANDIN, containers, eventually, glm5, squeue_ids
+from tests.conftest import STANDIN, containers, eventually, glm5, squeue_ids, status_json
 
 pytestmark = pytest.mark.usefixtures("cluster")
 BRANCH = "user/perkzz/glm-flash-trtllm-gen"
-
-
-def status_json(name: str) -> dict:
-    (dep,) = json.loads(glm5("status", name, "--json", check=True).stdout)["deployments"]
-    return dep
 
 
 def sacct_names(ids: list[str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GLM5_HPC, REPO, containers, eventually, glm5
+from tests.conftest import GLM5_HPC, REPO, containers, eventually, glm5, status_json
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -38,14 +38,6 @@ def controller() -> Iterator[None]:
     subprocess.run([str(REPO / "scripts" / "local-cluster"), "up"], check=True, capture_output=True)
     subprocess.run(["scontrol", "update", "nodename=" + os.uname().nodename.split(".")[0], "state=resume"], capture_output=True)
     assert eventually(node_ready, timeout_s=60)
-
-
-def status_json(name: str, **env: str) -> dict:
-    out = subprocess.run(
-        [str(GLM5_HPC), "status", name, "--json"], capture_output=True, text=True, check=True, env={**os.environ, **env}
-    ).stdout
-    (dep,) = json.loads(out)["deployments"]
-    return dep
 
 
 def held_deployment(state_dir: Path, name: str) -> list[str]:

@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GLM5_HPC, containers, eventually, glm5, squeue_ids
+from tests.conftest import GLM5_HPC, containers, eventually, glm5, squeue_ids, status_json
 
 pytestmark = pytest.mark.usefixtures("cluster")
-
-
-def status_json(name: str) -> dict:
-    (dep,) = json.loads(glm5("status", name, "--json", check=True).stdout)["deployments"]
-    return dep
 
 
 def stage_ids(dep: dict) -> dict[str, str | None]:

@@ -3,21 +3,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import containers, eventually, glm5
+from tests.conftest import containers, eventually, glm5, status_json
 
 pytestmark = pytest.mark.usefixtures("cluster")
 FAST = {"poll_interval_s": 0.25, "liveness_interval_s": 1, "liveness_failures": 2, "request_timeout_s": 1}
-
-
-def status_json(name: str) -> dict:
-    (dep,) = json.loads(glm5("status", name, "--json", check=True).stdout)["deployments"]
-    return dep
 
 
 def start(make_profile: Callable[..., Path], cleanup: list[str], name: str, fault: str = "", health: dict | None = None,

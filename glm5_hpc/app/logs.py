@@ -9,7 +9,7 @@ from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.records import current_run
 from glm5_hpc.app.status import log_path, log_tail
-from glm5_hpc.domain.plan import STAGES
+from glm5_hpc.domain.names import STAGES
 from glm5_hpc.errors import InputError
 
 

@@ -18,12 +18,11 @@ from typing import Any
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.records import Record, Run, current_run, job_ids, missing_stages, new_outcomes, set_outcomes
-from glm5_hpc.domain.plan import SERVE, STAGES, job_comment, job_name
-from glm5_hpc.domain.slurm_state import UNKNOWN, JobInfo
+from glm5_hpc.domain.names import SERVE, STAGES, job_comment, job_name
+from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
 from glm5_hpc.errors import InputError, StateError
 
 OUTCOMES = ("prep", "flashinfer")  # JSON files the stages write into the run dir
-ENDED = ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED")
 
 
 @dataclass
@@ -95,7 +94,7 @@ def log_tail(path: Path | None, lines: int = 15) -> str:
 def failure(st: DeploymentStatus) -> str:
     """Why the deployment can no longer become healthy ("" while it still can)."""
     for s in st.stages:
-        if s.state in ENDED:
+        if s.state in FAILED:
             path = log_path(st.logs, s.job_id)
             tail = log_tail(path)
             more = f"\n--- last lines of {path} ---\n{tail}" if tail else ""

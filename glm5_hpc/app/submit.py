@@ -25,18 +25,8 @@ from glm5_hpc.app.cancel import cancel_live_jobs
 from glm5_hpc.app.prep import prep_model
 from glm5_hpc.app.records import Record, Run, current_run, job_ids
 from glm5_hpc.domain.model_prep import Edits
-from glm5_hpc.domain.plan import (
-    BUILD,
-    SERVE,
-    STAGES,
-    RunPaths,
-    StagePlan,
-    check_deployment_name,
-    job_comment,
-    job_name,
-    plan_chain,
-    wheel_key,
-)  # fmt: skip
+from glm5_hpc.domain.names import BUILD, SERVE, STAGES, job_comment, job_name
+from glm5_hpc.domain.plan import RunPaths, StagePlan, check_deployment_name, plan_chain, wheel_key  # fmt: skip
 from glm5_hpc.domain.profile import Profile
 from glm5_hpc.domain.render import RenderContext, render_run
 from glm5_hpc.domain.watch import WatchSpec

@@ -13,7 +13,7 @@ from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.records import current_run, job_ids
 from glm5_hpc.app.status import DeploymentStatus, log_path, log_tail, status_of
-from glm5_hpc.domain.plan import SERVE
+from glm5_hpc.domain.names import SERVE
 from glm5_hpc.domain.slurm_state import JobInfo
 from glm5_hpc.errors import Glm5Error, InputError
 

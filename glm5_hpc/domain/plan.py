@@ -9,12 +9,11 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from glm5_hpc.domain.names import BUILD, PREP, SERVE, STAGES
 from glm5_hpc.domain.patching import digest
 from glm5_hpc.domain.profile import Profile, StageResources
 from glm5_hpc.domain.recipe_patches import SOURCE_PATCHES
 
-PREP, BUILD, SERVE = "prep-model", "build-wheel", "serve"
-STAGES = (PREP, BUILD, SERVE)
 _DEPLOYMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 
@@ -89,16 +88,3 @@ def plan_chain(profile: Profile, wheel_cached: bool, prep_done: bool = False, fr
         plan.append(StagePlan(stage, resources[stage], after))
         after = stage
     return plan
-
-
-def job_name(deployment: str, stage: str) -> str:
-    return f"glm5-{deployment}-{stage}"
-
-
-def job_comment(deployment: str, run_id: str) -> str:
-    """Every job carries its run id, so a job whose id was never recorded can be found again."""
-    return f"glm5_hpc:{deployment}:{run_id}"
-
-
-def container_name(deployment: str, stage: str, job_id: str) -> str:
-    return f"glm5-{deployment}-{stage}-{job_id}"

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from glm5_hpc.domain.plan import BUILD, PREP, SERVE, RunPaths, job_name
+from glm5_hpc.domain.names import BUILD, PREP, SERVE, job_name
+from glm5_hpc.domain.plan import RunPaths
 from glm5_hpc.domain.profile import Profile
 
 RUNTIMES = ("docker", "pyxis", "apptainer", "bare")

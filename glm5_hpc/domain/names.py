@@ -1,0 +1,16 @@
+"""The chain's stage names, and the names that tie Slurm jobs to a deployment and a run.
+Import-light on purpose: `status` needs these without loading the profile schema."""
+
+from __future__ import annotations
+
+PREP, BUILD, SERVE = "prep-model", "build-wheel", "serve"
+STAGES = (PREP, BUILD, SERVE)
+
+
+def job_name(deployment: str, stage: str) -> str:
+    return f"glm5-{deployment}-{stage}"
+
+
+def job_comment(deployment: str, run_id: str) -> str:
+    """Every job carries its run id, so a job whose id was never recorded can be found again."""
+    return f"glm5_hpc:{deployment}:{run_id}"
