@@ -47,7 +47,7 @@ def with_value(path: tuple[str, ...], value: object) -> dict:
 
 
 @pytest.mark.parametrize("path", SCRIPT_KEYS, ids=[".".join(p) for p in SCRIPT_KEYS])
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=values)
 def test_accepted_script_values_hold_no_metacharacter(path: tuple[str, ...], value: str) -> None:
     try:
@@ -58,13 +58,13 @@ def test_accepted_script_values_hold_no_metacharacter(path: tuple[str, ...], val
     accepted = profile.model_dump(by_alias=True)
     for key in path:
         accepted = accepted[key]
-    if path == ("recipe", "source", "repo"):  # an https URL may hold ':'; still nothing a shell would act on
-        assert not (set(str(accepted)) & (DANGEROUS - {"~"}))
-    else:
-        assert not (set(str(accepted)) & DANGEROUS), accepted
+    # an image may hold '#', pyxis's registry separator (nvcr.io#nvidia/...): it never reaches an
+    # #SBATCH line and is always quoted in scripts; every other value holds no metacharacter at all
+    allowed = {"#"} if path == ("container", "image") else set()
+    assert not (set(str(accepted)) & (DANGEROUS - allowed)), accepted
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(flags=st.lists(values, min_size=1, max_size=4), env_value=values)
 def test_run_flags_and_env_values(flags: list[str], env_value: str) -> None:
     for doc in (with_value(("container", "run_flags"), flags), with_value(("container", "env"), {"X": env_value})):
@@ -80,7 +80,7 @@ text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r"), m
 
 
 @pytest.mark.parametrize("patch", [*SOURCE_PATCHES, FLASHINFER_MLA_CHECK], ids=lambda p: p.name)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(prefix=text, suffix=text)
 def test_patch_is_exact_and_idempotent(patch: object, prefix: str, suffix: str) -> None:
     p = patch  # type: ignore[assignment]
@@ -94,7 +94,7 @@ def test_patch_is_exact_and_idempotent(patch: object, prefix: str, suffix: str) 
 
 
 @pytest.mark.parametrize("patch", [*SOURCE_PATCHES, FLASHINFER_MLA_CHECK], ids=lambda p: p.name)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(source=text)
 def test_unrelated_text_is_drift(patch: object, source: str) -> None:
     p = patch  # type: ignore[assignment]
@@ -111,7 +111,7 @@ json_values = st.recursive(
 GLM5 = {"architectures": ["GlmMoeDsaForCausalLM"], "model_type": "glm_moe_dsa", "rope_parameters": {"rope_theta": 1000000}}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(
     extra=st.dictionaries(
         st.text(max_size=12).filter(lambda k: k not in (*GLM5, "rope_theta", "rope_scaling")), json_values, max_size=6
@@ -124,7 +124,7 @@ def test_config_edits_keep_other_keys_and_are_idempotent(extra: dict) -> None:
     assert again == out and more == []
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(
     tok=st.dictionaries(
         st.sampled_from(["tokenizer_class", "extra_special_tokens", "additional_special_tokens", "eos_token"]),

@@ -10,6 +10,7 @@ import getpass
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,15 @@ def squeue_mine() -> dict[str, JobInfo]:
 
 
 def query(job_ids: Sequence[str]) -> dict[str, JobInfo]:
-    """State of every given job: exactly one sacct and one squeue call, whatever their number."""
+    """State of every given job: exactly one sacct and one squeue call, whatever their number,
+    made at the same time (each waits on slurmctld/slurmdbd, not on this machine)."""
     ids = list(dict.fromkeys(job_ids))
     if not ids:
         return {}
-    return merge(ids, sacct(ids), squeue_mine())
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        live = pool.submit(squeue_mine)
+        accounted = sacct(ids)
+        return merge(ids, accounted, live.result())
 
 
 def find_jobs(comment: str, since_epoch: float) -> dict[str, str]:
