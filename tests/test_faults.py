@@ -169,6 +169,21 @@ def test_ctrl_c_during_wait_keeps_the_jobs(
     assert eventually(lambda: status_json("ctrlc")["healthy"], timeout_s=180)  # a later status picks up
 
 
+def test_requeue_re_resolves_the_endpoint(make_profile: Callable[..., Path], cleanup_deployments: list[str]) -> None:
+    profile = make_profile("requeue", serve={"port": "auto"})
+    cleanup_deployments.append("requeue")
+    assert glm5("submit", "--profile", str(profile), "--name", "requeue", "--wait", "--timeout", "240").returncode == 0
+    before = status_json("requeue")
+    serve_id = before["stages"][2]["job_id"]
+    subprocess.run(["scontrol", "requeue", serve_id], check=True)
+    assert eventually(lambda: not status_json("requeue")["healthy"], timeout_s=60)  # never healthy while requeued
+    # Slurm starts a requeued job again after its requeue delay (about 2 minutes here)
+    assert eventually(lambda: status_json("requeue")["healthy"], timeout_s=300, interval_s=3)
+    after = status_json("requeue")
+    assert after["stages"][2]["job_id"] == serve_id  # the same job, started again ...
+    assert after["endpoint"] != before["endpoint"]  # ... and its endpoint found anew (a new auto port)
+
+
 def test_node_failure_during_serve(make_profile: Callable[..., Path], cleanup_deployments: list[str], controller: None) -> None:
     profile = make_profile("nodefail", serve={"port": "auto"})
     cleanup_deployments.append("nodefail")
