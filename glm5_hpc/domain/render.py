@@ -23,7 +23,7 @@ RUNTIMES = ("docker", "pyxis", "apptainer", "bare")
 TEMPLATES = ("prep-model.sh", "build-wheel.sh", "serve.sh", "serve-container.sh", *(f"runtime-{r}.sh" for r in RUNTIMES))
 TOOL_MOUNT = PurePosixPath("/opt/glm5_hpc")
 PORT_ENV = "GLM5_SERVE_PORT"  # set by the serve stage at start (serve.port, or a free port for "auto")
-PORT_VAR = "\x00PORT\x00"  # placeholder in serve_argv, rendered unquoted as "$GLM5_SERVE_PORT"
+PORT_REF = f'"${PORT_ENV}"'  # the one word of serve_argv the shell must expand
 
 
 class _ScriptTemplate(Template):
@@ -65,7 +65,7 @@ def serve_argv(profile: Profile, config_path: PurePosixPath) -> list[str]:
     s = profile.serve
     argv = [
         str(model_in_container(profile)),
-        "--host", str(s.host), "--port", PORT_VAR,
+        "--host", str(s.host), "--port", PORT_REF,
         "--tp_size", str(s.tp_size),
         "--max_batch_size", str(s.max_batch_size),
         "--max_num_tokens", str(s.max_num_tokens),
@@ -205,7 +205,7 @@ def render_run(profile: Profile, ctx: RenderContext, templates: Mapping[str, str
         common,
         install_wheel=install,
         tool_mount=q(tool_dir(profile, p)),
-        serve_args=shlex.join(serve_argv(profile, p.scripts / "serve-config.yaml")).replace(q(PORT_VAR), f'"${PORT_ENV}"'),
+        serve_args=" ".join(a if a == PORT_REF else q(a) for a in serve_argv(profile, p.scripts / "serve-config.yaml")),
     )
     out["serve-config.yaml"] = yaml.safe_dump(serve_config(profile), sort_keys=False)
     out["container.env"] = env_file(profile)
