@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ class HealthFile:
         self.lock = threading.Lock()
         self.doc: HealthDoc = {"phase": "starting", "job_id": job_id, "started_at": time.time(), "restarts": 0, "verdicts": []}
 
-    def record(self, verdicts: list[Verdict] = (), **fields: Any) -> None:  # type: ignore[assignment]
+    def record(self, verdicts: Sequence[Verdict] = (), **fields: Any) -> None:
         with self.lock:
             if verdicts:
                 self.doc["verdicts"] = (self.doc["verdicts"] + [v.to_json() for v in verdicts])[-KEEP_VERDICTS:]
@@ -127,7 +127,7 @@ class Watcher(threading.Thread):
             else:
                 self.health.record([v])
 
-    def give_up(self, reason: str, verdicts: list[Verdict] = ()) -> None:  # type: ignore[assignment]
+    def give_up(self, reason: str, verdicts: Sequence[Verdict] = ()) -> None:
         self.outcome = "deadline"
-        self.health.record(list(verdicts), phase="failed", reason=reason)
+        self.health.record(verdicts, phase="failed", reason=reason)
         self.end_server(reason)
