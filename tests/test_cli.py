@@ -61,3 +61,11 @@ def test_wheel_ships_jobs_templates_and_profiles(tmp_path: Path) -> None:
         "glm5_hpc/py.typed",
     ):
         assert required in names, required
+
+
+@pytest.mark.parametrize("command", ["cancel", "redeploy", "logs", "status"])
+def test_deployment_names_never_become_paths_outside_the_store(command: str, state_dir: Path) -> None:
+    proc = glm5(command, "../escape")
+    assert proc.returncode == 2
+    assert "deployment name '../escape' must match" in proc.stderr
+    assert not (state_dir / "escape.json").exists() and not (state_dir / ".escape.lock").exists()

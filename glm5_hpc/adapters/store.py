@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from glm5_hpc.adapters.files import write_json_atomic
+from glm5_hpc.domain.names import check_deployment_name
 from glm5_hpc.errors import StateError
 
 SCHEMA = 1
@@ -38,13 +39,13 @@ class Store:
             os.chmod(d, 0o700)
 
     def path(self, name: str) -> Path:
-        return self.dir / f"{name}.json"
+        return self.dir / f"{check_deployment_name(name)}.json"
 
     @contextlib.contextmanager
     def locked(self, name: str) -> Iterator[None]:
         """Exclusive lock on one deployment; a second invocation gets a clear error, not a wait."""
         self._ensure()
-        fd = os.open(self.dir / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.dir / f".{check_deployment_name(name)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

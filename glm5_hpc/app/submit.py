@@ -25,8 +25,8 @@ from glm5_hpc.app.cancel import cancel_live_jobs
 from glm5_hpc.app.prep import prep_model
 from glm5_hpc.app.records import Record, Run, current_run, job_ids
 from glm5_hpc.domain.model_prep import Edits
-from glm5_hpc.domain.names import BUILD, SERVE, STAGES, job_comment, job_name
-from glm5_hpc.domain.plan import RunPaths, StagePlan, check_deployment_name, plan_chain, wheel_key  # fmt: skip
+from glm5_hpc.domain.names import BUILD, SERVE, STAGES, check_deployment_name, job_comment, job_name
+from glm5_hpc.domain.plan import RunPaths, StagePlan, plan_chain, wheel_key
 from glm5_hpc.domain.profile import Profile
 from glm5_hpc.domain.render import RenderContext, render_run
 from glm5_hpc.domain.watch import WatchSpec
@@ -35,13 +35,6 @@ from jobs.stage import run_stage
 
 # Test hook: exit right after sbatch returns for this stage, before the job id is recorded.
 EXIT_AFTER_SBATCH = "GLM5_HPC_TEST_EXIT_AFTER_SBATCH"
-
-
-def check_name(name: str) -> None:
-    try:
-        check_deployment_name(name)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
 
 
 def git_commit(repo: str, branch: str) -> str:
@@ -82,7 +75,7 @@ class Prepared:
 
 def prepare(profile: Profile, name: str, run_id: str, from_stage: str | None = None, skip_prepared: bool = False) -> Prepared:
     """The one path shared by `render`, `submit` and `redeploy`: plan the chain and render its scripts."""
-    check_name(name)
+    check_deployment_name(name)
     source_build = profile.recipe.variant == "source-build"
     commit = git_commit(profile.recipe.source.repo, profile.recipe.source.branch) if source_build else ""
     key = wheel_key(profile, commit) if source_build else ""
@@ -96,7 +89,6 @@ def prepare(profile: Profile, name: str, run_id: str, from_stage: str | None = N
 
 def submit(profile: Profile, name: str, store: Store | None = None, rebuild: bool = False) -> Run:
     """Submit prep-model -> [build-wheel] -> serve for a deployment with nothing running."""
-    check_name(name)
     store = store or Store()
     with store.locked(name):
         rec = store.load(name) or {"name": name, "runs": []}

@@ -3,6 +3,11 @@ Import-light on purpose: `status` needs these without loading the profile schema
 
 from __future__ import annotations
 
+import re
+
+from glm5_hpc.errors import InputError
+
+_DEPLOYMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 PREP, BUILD, SERVE = "prep-model", "build-wheel", "serve"
 STAGES = (PREP, BUILD, SERVE)
 
@@ -14,3 +19,10 @@ def job_name(deployment: str, stage: str) -> str:
 def job_comment(deployment: str, run_id: str) -> str:
     """Every job carries its run id, so a job whose id was never recorded can be found again."""
     return f"glm5_hpc:{deployment}:{run_id}"
+
+
+def check_deployment_name(name: str) -> str:
+    """A deployment name becomes file names, job names and container names: only [a-z0-9-]."""
+    if not _DEPLOYMENT.fullmatch(name):
+        raise InputError(f"deployment name {name!r} must match {_DEPLOYMENT.pattern} (lower case, digits, '-')")
+    return name

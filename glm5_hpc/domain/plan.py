@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -13,8 +12,6 @@ from glm5_hpc.domain.names import BUILD, PREP, SERVE, STAGES
 from glm5_hpc.domain.patching import digest
 from glm5_hpc.domain.profile import Profile, StageResources
 from glm5_hpc.domain.recipe_patches import SOURCE_PATCHES
-
-_DEPLOYMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 
 @dataclass(frozen=True)
@@ -49,12 +46,6 @@ class RunPaths:
 
     def wheel_dir(self, key: str) -> PurePosixPath:
         return self.work_dir / "wheels" / key
-
-
-def check_deployment_name(name: str) -> str:
-    if not _DEPLOYMENT.fullmatch(name):
-        raise ValueError(f"deployment name {name!r} must match {_DEPLOYMENT.pattern} (lower case, digits, '-')")
-    return name
 
 
 def wheel_key(profile: Profile, commit: str) -> str:
