@@ -196,7 +196,8 @@ def format_status(st: DeploymentStatus) -> str:
     if st.last_probe:
         p = st.last_probe
         at = time.strftime("%H:%M:%S", time.localtime(p.get("at") or 0))
-        lines.append(f"  probe:    {'ok' if p.get('ok') else 'FAILED'} at {at}: {p.get('detail')}; restarts: {st.restarts}")
+        verdict = "ok" if p.get("ok") else "FAILED"
+        lines.append(f"  probe:    {verdict} at {at}: {p.get('detail')}; restarts: {st.restarts}, requeues: {st.requeues}")
     if "prep" in st.recipe:
         files = st.recipe["prep"].get("files", [])
         described = [

@@ -1,7 +1,9 @@
 """The function submitit runs for every stage: run the stage's rendered script and forward
 termination signals to it, so its trap removes the container. For serve it also supervises:
 a watcher judges the server, and the profile's restart policy (health.restart, max_restarts,
-restart_backoff_s) restarts a crashed or unhealthy server within the same allocation.
+restart_backoff_s) restarts a crashed or unhealthy server within the same allocation. With
+health.restart: restart the job is also submitted --requeue, so Slurm starts it again after a node
+failure, at most max_restarts times; with "none" it is submitted --no-requeue.
 
 A non-zero exit of the script becomes the job's exit code (SystemExit passes through submitit
 without a traceback), so Slurm records FAILED with the script's own code and `afterok`
@@ -111,6 +113,15 @@ def supervise(spec: WatchSpec, script: str, env: dict[str, str], child: _Child) 
     health = HealthFile(spec.health_file, os.environ.get("SLURM_JOB_ID", ""))
     deadline = time.monotonic() + h.ready_timeout_s
     restarts = 0
+    requeues = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # Slurm requeued this job (node failure, scontrol)
+    if requeues:
+        if requeues > h.max_restarts:
+            refused = f"requeued {requeues} times by Slurm, more than health.max_restarts={h.max_restarts}"
+            health.record(phase="stopped", requeues=requeues, reason=refused)
+            return 1
+        health.record(
+            requeues=requeues, reason=f"requeued by Slurm (node failure or scontrol requeue), {requeues} of {h.max_restarts}"
+        )
     while True:
         proc = child.start(script, env)
         watcher = Watcher(spec, health, deadline, end_server=lambda _reason: child.terminate())

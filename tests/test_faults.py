@@ -1,6 +1,7 @@
 """Faults injected for real on the local cluster: slurmctld stopped, frozen and restarted; the
-node going down; a requeue; Ctrl-C during --wait. Each test checks what the user sees and that
-nothing is lost (no job forgotten, none duplicated, no false state)."""
+node going down (the serve job requeued or not, per the restart policy); Ctrl-C during --wait.
+Each test checks what the user sees and that nothing is lost (no job forgotten, none duplicated,
+no false state)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GLM5_HPC, REPO, containers, eventually, glm5, status_json
+from tests.conftest import GLM5_HPC, REPO, containers, eventually, glm5, squeue_ids, status_json
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -169,42 +170,32 @@ def test_ctrl_c_during_wait_keeps_the_jobs(
     assert eventually(lambda: status_json("ctrlc")["healthy"], timeout_s=180)  # a later status picks up
 
 
-def test_requeue_re_resolves_the_endpoint(make_profile: Callable[..., Path], cleanup_deployments: list[str]) -> None:
-    profile = make_profile("requeue", serve={"port": "auto"})
-    cleanup_deployments.append("requeue")
-    assert glm5("submit", "--profile", str(profile), "--name", "requeue", "--wait", "--timeout", "240").returncode == 0
-    before = status_json("requeue")
-    serve_id = before["stages"][2]["job_id"]
-    subprocess.run(["scontrol", "requeue", serve_id], check=True)
-    assert eventually(lambda: not status_json("requeue")["healthy"], timeout_s=60)  # never healthy while requeued
-    # Slurm starts a requeued job again after its requeue delay (about 2 minutes here)
-    assert eventually(lambda: status_json("requeue")["healthy"], timeout_s=300, interval_s=3)
-    after = status_json("requeue")
-    assert after["stages"][2]["job_id"] == serve_id  # the same job, started again ...
-    assert after["endpoint"] != before["endpoint"]  # ... and its endpoint found anew (a new auto port)
-
-
 def test_node_failure_during_serve(make_profile: Callable[..., Path], cleanup_deployments: list[str], controller: None) -> None:
-    profile = make_profile("nodefail", serve={"port": "auto"})
-    cleanup_deployments.append("nodefail")
-    assert glm5("submit", "--profile", str(profile), "--name", "nodefail", "--wait", "--timeout", "240").returncode == 0
-    serve_id = status_json("nodefail")["stages"][2]["job_id"]
+    """The node goes down under two served deployments. With health.restart: restart the serve job
+    was submitted --requeue: Slurm starts it again and it comes back healthy on a re-resolved
+    endpoint, counted as a requeue. With restart: none (--no-requeue) it ends NODE_FAIL, shown."""
+    half = {"stages": {"serve": {"gpus": 4}}, "serve": {"tp_size": 4, "port": "auto"}}  # both fit on the one node
+    policies = {"nfrestart": {"restart": "restart", "max_restarts": 2}, "nfnone": {"restart": "none"}}
+    for name, health in policies.items():
+        profile = make_profile(name, health=health, **half)
+        cleanup_deployments.append(name)
+        assert glm5("submit", "--profile", str(profile), "--name", name, "--wait", "--timeout", "240").returncode == 0
+    serve_id = status_json("nfrestart")["stages"][2]["job_id"]
+    before = status_json("nfrestart")["endpoint"]
+    show = subprocess.run(["scontrol", "show", "job", serve_id], capture_output=True, text=True, check=True).stdout
+    assert "Requeue=1" in show
     node = os.uname().nodename.split(".")[0]
     subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=glm5-fault-test"], check=True)
-    assert eventually(
-        lambda: status_json("nodefail")["stages"][2]["state"] in ("NODE_FAIL", "PENDING", "REQUEUED"), timeout_s=120
-    )
-    dep = status_json("nodefail")
-    assert not dep["healthy"]  # never reported healthy on a failed node
+    assert eventually(lambda: status_json("nfnone")["stages"][2]["state"] == "NODE_FAIL", timeout_s=120)
+    assert eventually(lambda: status_json("nfrestart")["stages"][2]["state"] == "PENDING", timeout_s=60)
+    for name in policies:
+        assert not status_json(name)["healthy"]  # never reported healthy on a failed node
+    dead = status_json("nfnone")
+    assert "ended NODE_FAIL" in dead["failure"] and dead["stages"][2]["job_id"] not in squeue_ids()
     subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)  # may be back already
-    if dep["stages"][2]["state"] == "NODE_FAIL":
-        assert "ended NODE_FAIL" in dep["failure"]
-    else:  # Slurm requeued the batch job (JobRequeue=1): it comes back by itself, endpoint re-resolved
-        subprocess.run(["scontrol", "update", f"jobid={serve_id}", "starttime=now"], capture_output=True)
-        assert eventually(lambda: status_json("nodefail")["healthy"], timeout_s=300, interval_s=2)
-    assert eventually(
-        lambda: (
-            not any(c.startswith(f"glm5-nodefail-serve-{serve_id}") for c in containers()) or status_json("nodefail")["healthy"]
-        ),
-        timeout_s=60,
-    )
+    # Slurm holds a requeued job for its requeue delay (about 2 minutes here) before starting it again
+    assert eventually(lambda: status_json("nfrestart")["healthy"], timeout_s=300, interval_s=3)
+    back = status_json("nfrestart")
+    assert back["stages"][2]["job_id"] == serve_id and back["requeues"] == 1  # the same job, started again ...
+    assert back["endpoint"] and back["endpoint"] != before  # ... and its endpoint found anew (a new auto port)
+    assert eventually(lambda: not any(c.startswith("glm5-nfnone-serve-") for c in containers()), timeout_s=60)

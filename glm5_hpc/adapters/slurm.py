@@ -97,6 +97,7 @@ class Submission:
     account: str | None
     qos: str | None
     after_ok: str | None
+    requeue: bool = False  # let Slurm requeue the job after a node failure (explicit either way: sites differ)
 
 
 def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
@@ -104,9 +105,9 @@ def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
     import submitit  # deferred: heavy import, needed only to submit
 
     executor = submitit.SlurmExecutor(folder=sub.folder, max_num_timeout=0)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"requeue" if sub.requeue else "no-requeue": True}
     if sub.after_ok:
-        extra = {"dependency": f"afterok:{sub.after_ok}", "kill-on-invalid-dep": "yes"}
+        extra |= {"dependency": f"afterok:{sub.after_ok}", "kill-on-invalid-dep": "yes"}
     params: dict[str, Any] = dict(
         job_name=sub.job_name,
         comment=sub.comment,

@@ -50,7 +50,8 @@ class DeploymentStatus:
     health_reason: str = ""
     completion: str = ""
     failure: str = ""
-    restarts: int = 0
+    restarts: int = 0  # server restarts inside the serve job
+    requeues: int = 0  # times Slurm started the serve job again (node failure, scontrol requeue)
     last_probe: dict[str, Any] = field(default_factory=dict)  # the newest verdict: rung, ok, detail, at
     runs: int = 0
     recipe: dict[str, Any] = field(default_factory=dict)  # prep hashes and actions, flashinfer patch state
@@ -130,6 +131,7 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
     serve = st.stage(SERVE)
     if health and serve is not None and health.get("job_id") == serve.job_id:
         st.restarts = int(health.get("restarts", 0))
+        st.requeues = int(health.get("requeues", 0))
         st.last_probe = (health.get("verdicts") or [{}])[-1]
     if health and serve is not None and serve.state == "RUNNING" and health.get("job_id") == serve.job_id:
         st.phase = str(health.get("phase", "waiting"))

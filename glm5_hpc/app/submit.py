@@ -139,13 +139,14 @@ def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_sta
                 continue
             assert step.resources is not None
             res = step.resources
+            serve = step.stage == SERVE
             sub = slurm.Submission(
                 folder=Path(paths.slurm_logs), job_name=job_name(name, step.stage), comment=job_comment(name, run_id),
                 partition=res.partition, time_minutes=res.time_minutes, cpus=res.cpus, mem=res.mem, gres=res.gres,
                 account=profile.slurm.account, qos=profile.slurm.qos,
                 after_ok=submitted[step.after] if step.after else None,
+                requeue=serve and profile.health.restart == "restart",
             )  # fmt: skip
-            serve = step.stage == SERVE
             watch = _watch_spec(profile, name, paths) if serve else None
             sources = dict(profile.container.secrets) if serve else None  # where to read them, not their values
             job_id = slurm.submit(sub, run_stage, step.stage, str(paths.scripts / f"{step.stage}.sh"), watch, sources)
