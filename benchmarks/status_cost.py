@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -16,22 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from slurm_bench import held_jobs, path_wrappers, write_records
+
 BIN = Path(sys.executable).parent
-STAGES = ("prep-model", "build-wheel", "serve")
-
-
-def held_jobs(n: int) -> list[str]:
-    return [subprocess.run(["sbatch", "--parsable", "--hold", "-p", "cpu", "--mem=10", "-J", "bench", "--wrap", "true"],
-                           capture_output=True, text=True, check=True).stdout.strip() for _ in range(n)]  # fmt: skip
-
-
-def write_records(state: Path, ids: list[str], deployments: int) -> None:
-    (state / "deployments").mkdir(parents=True)
-    for d in range(deployments):
-        stages = [{"stage": s, "job_id": ids[3 * d + k]} for k, s in enumerate(STAGES)]
-        run = {"run_id": "r", "run_dir": str(state), "health_file": str(state / "none.json"), "logs": "",
-               "planned": list(STAGES), "stages": stages, "submission": "complete"}  # fmt: skip
-        (state / "deployments" / f"d{d:03d}.json").write_text(json.dumps({"schema": 1, "name": f"d{d:03d}", "runs": [run]}))
 
 
 def median_s(argv: list[str], env: dict[str, str], runs: int) -> float:
@@ -56,10 +43,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 state, log, bindir = Path(tmp) / "state", Path(tmp) / "calls", Path(tmp) / "bin"
                 write_records(state, ids, deployments)
-                bindir.mkdir()
-                for cmd in ("sacct", "squeue"):
-                    (bindir / cmd).write_text(f'#!/bin/sh\necho {cmd} >> {log}\nexec /usr/bin/{cmd} "$@"\n')
-                    (bindir / cmd).chmod(0o755)
+                path_wrappers(bindir, log)
                 env = {**os.environ, "GLM5_HPC_STATE_DIR": str(state), "PATH": f"{bindir}:{os.environ['PATH']}"}
                 ours = median_s([str(BIN / "glm5_hpc"), "status", "--json"], env, args.runs)
                 calls = log.read_text().split()

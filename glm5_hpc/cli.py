@@ -165,20 +165,24 @@ def _cmd_redeploy(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from glm5_hpc.app.paced_query import PacedQuery
     from glm5_hpc.app.status import status
 
+    query = PacedQuery(args.interval, max(args.interval, WATCH_MAX_QUERY_S)) if args.watch else None
     while True:
-        statuses = status(args.names or None)
+        statuses = status(args.names or None, query=query)
         if args.json:
             text = json.dumps({"deployments": [s.to_json() for s in statuses]}, indent=2)
         else:
             text = "\n".join(format_status(st) for st in statuses) or "no deployments"
         if args.watch and sys.stdout.isatty():
             sys.stdout.write("\033[H\033[J")  # redraw in place
-        print(text + (f"\n-- {time.strftime('%H:%M:%S')}, every {args.interval:g}s, Ctrl-C to stop --" if args.watch else ""),
-              flush=True)  # fmt: skip
-        if not args.watch:
+        if query is None:
+            print(text, flush=True)
             return 0
+        asked = time.strftime("%H:%M:%S", time.localtime(query.asked_at))
+        print(f"{text}\n-- {time.strftime('%H:%M:%S')}, health every {args.interval:g}s, Slurm as of {asked}; Ctrl-C to stop --",
+              flush=True)  # fmt: skip
         time.sleep(args.interval)
 
 
@@ -387,6 +391,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 # Commands that act on a cluster: with a profile that names a login node (ssh:), they run there.
+WATCH_MAX_QUERY_S = 30.0  # status --watch: Slurm backs off to this while nothing changes
+
 FORWARDED = {"submit", "redeploy", "status", "list", "logs", "probe", "cancel", "render"}
 
 

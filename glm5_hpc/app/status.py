@@ -17,6 +17,7 @@ from typing import Any
 
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
+from glm5_hpc.app.paced_query import PacedQuery
 from glm5_hpc.app.records import Record, Run, current_run, job_ids, missing_stages, new_outcomes, set_outcomes
 from glm5_hpc.domain.names import SERVE, STAGES, job_comment, job_name
 from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
@@ -147,8 +148,9 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
     return st
 
 
-def status(names: list[str] | None = None, store: Store | None = None) -> list[DeploymentStatus]:
-    """Status of the given deployments (all by default)."""
+def status(names: list[str] | None = None, store: Store | None = None, query: PacedQuery | None = None) -> list[DeploymentStatus]:
+    """Status of the given deployments (all by default). `query` paces Slurm calls across the
+    refreshes of a loop (`status --watch`); without it Slurm is asked now."""
     store = store or Store()
     recs = []
     for n in names or store.names():
@@ -158,7 +160,11 @@ def status(names: list[str] | None = None, store: Store | None = None) -> list[D
         recs.append(rec)
     for rec in recs:
         _adopt_interrupted(store, rec)
-    infos = slurm.query([j for rec in recs for j in job_ids(current_run(rec))])
+    ids = [j for rec in recs for j in job_ids(current_run(rec))]
+    if query is None:
+        infos = slurm.query(ids)
+    else:
+        infos = query(ids, tuple(read_health(run).get("phase") for rec in recs if (run := current_run(rec))))
     for rec in recs:
         _absorb(store, rec, infos)
     return [status_of(rec, infos) for rec in recs]

@@ -1,7 +1,8 @@
 """Use case: block until a deployment is healthy or can no longer become healthy.
 
-Slurm is asked with backoff (1, 2, 4 ... max_query_interval_s s, back to 1 s after any change);
-the run's health file, which costs Slurm nothing, is read every 0.25 s.
+Slurm is asked with backoff (1, 2, 4 ... max_query_interval_s s, back to 1 s after any change or
+health phase change; see paced_query.py); the run's health file, which costs Slurm nothing, is
+read every 0.25 s, so readiness is seen within that.
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
+from glm5_hpc.app.paced_query import PacedQuery
 from glm5_hpc.app.records import current_run, job_ids
-from glm5_hpc.app.status import DeploymentStatus, log_path, log_tail, status_of
+from glm5_hpc.app.status import DeploymentStatus, log_path, log_tail, read_health, status_of
 from glm5_hpc.domain.names import SERVE
-from glm5_hpc.domain.slurm_state import JobInfo
 from glm5_hpc.errors import Glm5Error, InputError
 
 
@@ -24,16 +24,16 @@ class WaitFailedError(Glm5Error):
 
 def wait(
     name: str, timeout_s: float | None, report: Callable[[str], None], store: Store | None = None,
-    max_query_interval_s: float = 5.0,
+    max_query_interval_s: float = 10.0,
 ) -> DeploymentStatus:  # fmt: skip
     store = store or Store()
     rec = store.load(name)
     if rec is None:
         raise InputError(f"no deployment named {name!r}")
-    ids = job_ids(current_run(rec))
+    run = current_run(rec) or {}
+    ids = job_ids(run)
     deadline = time.monotonic() + timeout_s if timeout_s else None
-    interval, next_query = 1.0, 0.0
-    infos: dict[str, JobInfo] = {}
+    query = PacedQuery(1.0, max_query_interval_s)
     shown: dict[str, str] = {}
 
     def show(key: str, line: str) -> None:
@@ -42,13 +42,7 @@ def wait(
             report(line)
 
     while True:
-        if time.monotonic() >= next_query:
-            new = slurm.query(ids)
-            changed = {k: (v.state, v.reason) for k, v in new.items()} != {k: (v.state, v.reason) for k, v in infos.items()}
-            infos = new
-            interval = 1.0 if changed else min(interval * 2, max_query_interval_s)
-            next_query = time.monotonic() + interval
-        st = status_of(rec, infos)
+        st = status_of(rec, query(ids, read_health(run).get("phase")))
         for s in st.stages:
             where = f" job {s.job_id}" + (f" on {s.node}" if s.node else "") if s.job_id else ""
             why = f" ({s.reason})" if s.reason and s.state != "RUNNING" else ""
