@@ -162,9 +162,10 @@ def write_records(state: Path, ids: list[str], deployments: int) -> None:
 
 
 def path_wrappers(bindir: Path, log: Path) -> None:
-    """sacct/squeue/scontrol wrappers that log each call (with "job" when made from inside a job)."""
+    """sacct/squeue/scontrol wrappers that log each call: command, "job" (made from inside a job)
+    or "client", and the time."""
     bindir.mkdir()
     for cmd in ("sacct", "squeue", "scontrol"):
         who = 'who=client; [ -n "$SLURM_JOB_ID" ] && who=job'
-        (bindir / cmd).write_text(f'#!/bin/sh\n{who}\necho {cmd} $who >> {log}\nexec /usr/bin/{cmd} "$@"\n')
+        (bindir / cmd).write_text(f'#!/bin/sh\n{who}\necho {cmd} $who $(date +%s.%N) >> {log}\nexec /usr/bin/{cmd} "$@"\n')
         (bindir / cmd).chmod(0o755)

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("name", metavar="NAME")
     s.add_argument("--profile", help="profile to use (default: the one the deployment was submitted with)")
     s.add_argument("--from", dest="from_stage", choices=STAGES, help="rerun this stage and every later one")
+    s.add_argument("--no-downtime", action="store_true",
+                   help="blue/green behind the router: the old run serves until the new one is healthy; waits")  # fmt: skip
     _wait_args(s)
 
     s = sub.add_parser("status", help="every stage's job, state and node, the endpoint and its health")
@@ -161,6 +163,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 def _cmd_redeploy(args: argparse.Namespace) -> int:
     from glm5_hpc.app.submit import redeploy
 
+    if args.no_downtime:
+        from glm5_hpc.app.blue_green import redeploy_no_downtime
+
+        report = lambda line: print(f"  {line}", flush=True)  # noqa: E731
+        st = redeploy_no_downtime(args.name, report, args.profile, args.from_stage, args.timeout)
+        print(f"healthy: {st.stable_endpoint or st.endpoint} (serve job {st.route_job})")
+        return 0
     return _submitted(args.name, redeploy(args.name, args.profile, args.from_stage), args)
 
 
@@ -195,6 +204,11 @@ def format_status(st: DeploymentStatus) -> str:
     lines = [f"deployment {st.name} (profile {st.profile}, run {st.run_id}, {st.runs} run(s))"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append(f"  endpoint: {st.endpoint or '-'}" + (f" ({st.endpoint_kind})" if st.endpoint_kind else ""))
+    if st.router_job:
+        stable = st.stable_endpoint or "not listening (router job not running)"
+        lines.append(f"  router:   {stable} (job {st.router_job}), forwarding to serve job {st.route_job or '-'}")
+    if st.handovers or st.next_serve:
+        lines.append(f"  handover: {st.handovers} so far; next: {st.next_serve or '-'}")
     detail = st.completion if st.healthy else st.health_reason
     lines.append(f"  health:   {'healthy' if st.healthy else st.phase}" + (f": {detail}" if detail else ""))
     if st.last_probe:

@@ -12,10 +12,11 @@ import asyncio
 import hmac
 import threading
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import web
 
-REFUSED = ("/update_weights", "/release_memory", "/resume_memory", "/kv_cache_events")
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length", "authorization"}
+from jobs.proxy import HOP_BY_HOP, SESSION, forward, proxy_app, refused
+
+DROPPED = HOP_BY_HOP | {"authorization"}  # the key stops here
 
 
 def make_app(upstream: str, api_key: str) -> web.Application:
@@ -23,36 +24,15 @@ def make_app(upstream: str, api_key: str) -> web.Application:
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         path = request.path
-        if any(path == r or path.startswith(r + "/") for r in REFUSED):
+        if refused(path):
             return web.json_response({"error": f"{path} is refused by the glm5_hpc gateway"}, status=403)
         if not (request.method == "GET" and path == "/health"):
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return web.json_response({"error": "missing or wrong API key (Authorization: Bearer ...)"}, status=401)
-        session: ClientSession = request.app["session"]
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        async with session.request(
-            request.method, upstream + request.path_qs, headers=headers, data=await request.read()
-        ) as upstream_resp:
-            kept = {k: v for k, v in upstream_resp.headers.items() if k.lower() not in HOP_BY_HOP}
-            resp = web.StreamResponse(status=upstream_resp.status, headers=kept)
-            await resp.prepare(request)
-            async for chunk in upstream_resp.content.iter_any():
-                await resp.write(chunk)
-            await resp.write_eof()
-            return resp
+        return await forward(request.app[SESSION], request, upstream, await request.read(), DROPPED)
 
-    async def open_session(app: web.Application) -> None:
-        app["session"] = ClientSession(timeout=ClientTimeout(total=None, sock_connect=10))
-
-    async def close_session(app: web.Application) -> None:
-        await app["session"].close()
-
-    app = web.Application(client_max_size=64 << 20)
-    app.on_startup.append(open_session)
-    app.on_cleanup.append(close_session)
-    app.router.add_route("*", "/{tail:.*}", proxy)
-    return app
+    return proxy_app(proxy, connect_timeout_s=10)
 
 
 class Gateway(threading.Thread):

@@ -27,6 +27,7 @@ from glm5_hpc.domain.profile import Secret
 from glm5_hpc.domain.render import PORT_ENV
 from glm5_hpc.domain.watch import WatchSpec
 from glm5_hpc.errors import Glm5Error
+from jobs.handover import HandoverPlan, job_end_epoch, queue_successor
 from jobs.watcher import HealthFile, Watcher
 
 
@@ -65,7 +66,10 @@ def read_secrets(secrets: dict[str, Secret]) -> dict[str, str]:
         raise SystemExit(2) from None
 
 
-def run_stage(stage: str, script: str, watch: WatchSpec | None = None, secrets: dict[str, Secret] | None = None) -> None:
+def run_stage(
+    stage: str, script: str, watch: WatchSpec | None = None, secrets: dict[str, Secret] | None = None,
+    handover: HandoverPlan | None = None,
+) -> None:  # fmt: skip
     print(f"glm5_hpc: stage {stage}: running {script}", flush=True)
     child = _Child()
     signal.signal(signal.SIGTERM, child.on_signal)
@@ -74,6 +78,10 @@ def run_stage(stage: str, script: str, watch: WatchSpec | None = None, secrets: 
     if watch is None:
         rc = child.start(script, env).wait()
     else:
+        if handover is not None:
+            start_handover(handover, stage, script, watch, secrets)
+        if watch.requeue_lead_s:
+            start_requeue_timer(watch.requeue_lead_s, child.stopping)
         port = free_port() if watch.port == "auto" else int(watch.port)
         if watch.gateway is not None and watch.gateway.enabled:
             watch = start_gateway(watch, port)
@@ -84,6 +92,34 @@ def run_stage(stage: str, script: str, watch: WatchSpec | None = None, secrets: 
     if rc != 0:
         print(f"glm5_hpc: stage {stage}: {script} exited with code {rc}", file=sys.stderr, flush=True)
         raise SystemExit(rc if rc > 0 else 128 - rc)
+
+
+def start_requeue_timer(lead_s: float, stopping: threading.Event) -> None:
+    """handover.mode requeue, where jobs may not overlap: lead_s before the time limit, ask Slurm to
+    requeue this job (the scripts' traps remove the container; the server is down until the
+    requeued job is ready again)."""
+    job_id = os.environ.get("SLURM_JOB_ID", "")
+
+    def timer() -> None:
+        end = job_end_epoch(job_id)
+        if end is None or stopping.wait(max(0.0, end - time.time() - lead_s)):
+            return
+        print(f"glm5_hpc: {lead_s:g}s before the time limit: requeueing job {job_id} (handover.mode requeue)", flush=True)
+        subprocess.run(["scontrol", "requeue", job_id], check=False, timeout=60)
+
+    threading.Thread(target=timer, name="glm5-requeue", daemon=True).start()
+
+
+def start_handover(plan: HandoverPlan, stage: str, script: str, watch: WatchSpec, secrets: dict[str, Secret] | None) -> None:
+    """Queue this serve job's successor in the background; serving does not wait for it."""
+
+    def queue() -> None:
+        try:
+            queue_successor(plan, os.environ.get("SLURM_JOB_ID", ""), run_stage, stage, script, watch, secrets)
+        except Exception as exc:  # serving goes on; the job will end at its limit without a successor
+            print(f"glm5_hpc: handover: could not queue a successor: {exc}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=queue, name="glm5-handover", daemon=True).start()
 
 
 def start_gateway(watch: WatchSpec, public_port: int) -> WatchSpec:
@@ -115,13 +151,12 @@ def supervise(spec: WatchSpec, script: str, env: dict[str, str], child: _Child) 
     restarts = 0
     requeues = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # Slurm requeued this job (node failure, scontrol)
     if requeues:
-        if requeues > h.max_restarts:
+        if requeues > h.max_restarts and not spec.requeue_lead_s:
             refused = f"requeued {requeues} times by Slurm, more than health.max_restarts={h.max_restarts}"
             health.record(phase="stopped", requeues=requeues, reason=refused)
             return 1
-        health.record(
-            requeues=requeues, reason=f"requeued by Slurm (node failure or scontrol requeue), {requeues} of {h.max_restarts}"
-        )
+        of = "" if spec.requeue_lead_s else f" of {h.max_restarts}"
+        health.record(requeues=requeues, reason=f"requeued by Slurm (time limit near, node failure or scontrol): {requeues}{of}")
     while True:
         proc = child.start(script, env)
         watcher = Watcher(spec, health, deadline, end_server=lambda _reason: child.terminate())
@@ -134,6 +169,8 @@ def supervise(spec: WatchSpec, script: str, env: dict[str, str], child: _Child) 
             return rc
         if watcher.outcome == "deadline":
             return rc or 1
+        if watcher.outcome == "retired":  # a newer serve job took the traffic: done, not failed
+            return 0
         why = health.doc.get("reason") if watcher.outcome == "unhealthy" else f"server exited with code {rc}"
         if h.restart == "restart" and restarts < h.max_restarts and (rc != 0 or watcher.outcome == "unhealthy"):
             restarts += 1

@@ -10,6 +10,7 @@ from queueing. The watcher judges; the supervisor in jobs/stage.py decides what 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from glm5_hpc.adapters.files import write_json_atomic
 from glm5_hpc.adapters.policies import poll_until
 from glm5_hpc.adapters.probe import probe_health, run_ladder
 from glm5_hpc.domain.health import Verdict
+from glm5_hpc.domain.route import Route, may_claim, parse_route, superseded
 from glm5_hpc.domain.watch import WatchSpec
 
 KEEP_VERDICTS = 50
@@ -54,7 +56,8 @@ class Watcher(threading.Thread):
         self.deadline = deadline  # time.monotonic() value: readiness must come before it
         self.end_server = end_server  # stops this attempt's server (the supervisor decides what follows)
         self.stop = threading.Event()
-        self.outcome = ""  # "", ready, gibberish, deadline, unhealthy
+        self.outcome = ""  # "", ready, gibberish, deadline, unhealthy, retired
+        self.url = ""  # what clients reach (the gateway's address when there is one)
 
     def run(self) -> None:
         h = self.spec.health
@@ -65,6 +68,7 @@ class Watcher(threading.Thread):
                 self.give_up("the server never got an address")
             return
         url, kind = found
+        self.url = self.spec.public_url or url  # what clients (and the router) reach
         if self.spec.public_url:  # probes go to the server itself; users go through the gateway
             self.health.record(
                 phase="loading",
@@ -98,6 +102,7 @@ class Watcher(threading.Thread):
 
         self.outcome = poll_until(attempt, self.deadline - time.monotonic(), h.poll_interval_s, self.stop) or ""
         if self.outcome == "ready":
+            self.claim_route()  # before "ready" is visible: whoever sees ready finds the traffic here
             self.health.record(last, phase="ready", ready_at=time.time(), completion=last[-1].detail, reason="")
         elif self.outcome == "gibberish":
             self.health.record(last, phase="unhealthy", reason=last[-1].detail)
@@ -107,10 +112,43 @@ class Watcher(threading.Thread):
             return False
         return not self.stop.is_set()
 
+    def read_route(self) -> Route | None:
+        try:
+            return parse_route(json.loads(Path(self.spec.route_file).read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def claim_route(self) -> None:
+        """Take the deployment's traffic, unless a newer serve job holds it."""
+        job_id = self.health.doc["job_id"]
+        if self.spec.route_file and may_claim(self.read_route(), job_id):
+            write_json_atomic(Path(self.spec.route_file), Route(job_id, self.url, time.time()).to_json())
+            self.health.record(route="holder")
+
+    def retire_if_superseded(self) -> bool:
+        """A newer serve job took the traffic: let this server drain, then end it."""
+        route = self.read_route() if self.spec.route_file else None
+        if not superseded(route, self.health.doc["job_id"]):
+            return False
+        assert route is not None
+        reason = f"traffic moved to job {route.job_id} ({route.url})"
+        self.health.record(phase="retiring", route="", reason=f"{reason}; draining for {self.spec.drain_s:g}s")
+        if not self.stop.wait(self.spec.drain_s):
+            self.outcome = "retired"
+            self.health.record(phase="retired", reason=reason)
+            self.end_server(reason)
+        return True
+
     def liveness(self, client: httpx.Client, url: str) -> None:
         h = self.spec.health
         failures, down = 0, False
-        while not self.stop.wait(h.liveness_interval_s):
+        next_probe = time.monotonic() + h.liveness_interval_s
+        while not self.stop.wait(min(1.0, h.liveness_interval_s)):
+            if self.retire_if_superseded():
+                return
+            if time.monotonic() < next_probe:
+                continue
+            next_probe = time.monotonic() + h.liveness_interval_s
             v = probe_health(client, url, h.request_timeout_s)
             failures = 0 if v.ok else failures + 1
             if failures >= h.liveness_failures and not down:
@@ -124,6 +162,7 @@ class Watcher(threading.Thread):
             elif v.ok and down and self.outcome == "ready":
                 down = False
                 self.health.record([v], phase="ready", reason="")
+                self.claim_route()
             else:
                 self.health.record([v])
 

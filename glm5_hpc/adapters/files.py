@@ -47,6 +47,15 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
         os.close(dfd)
 
 
+def read_json_list(path: str | Path) -> list[dict[str, Any]]:
+    """The dicts of a JSON list file written by write_json_atomic; [] when absent or unreadable."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []
+    return [e for e in doc if isinstance(e, dict)] if isinstance(doc, list) else []
+
+
 def write_json_atomic(path: Path, doc: Any, mode: int | None = None) -> None:
     write_atomic(path, (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode(), mode)
 

@@ -98,6 +98,7 @@ class Submission:
     qos: str | None
     after_ok: str | None
     requeue: bool = False  # let Slurm requeue the job after a node failure (explicit either way: sites differ)
+    begin: str | None = None  # sbatch --begin, e.g. now+3600
 
 
 def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
@@ -106,6 +107,8 @@ def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
 
     executor = submitit.SlurmExecutor(folder=sub.folder, max_num_timeout=0)
     extra: dict[str, Any] = {"requeue" if sub.requeue else "no-requeue": True}
+    if sub.begin:
+        extra["begin"] = sub.begin
     if sub.after_ok:
         extra |= {"dependency": f"afterok:{sub.after_ok}", "kill-on-invalid-dep": "yes"}
     params: dict[str, Any] = dict(

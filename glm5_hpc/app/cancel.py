@@ -7,46 +7,66 @@ import time
 
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.records import Record, current_run, job_ids, new_outcomes, set_outcomes
+from glm5_hpc.app.records import Record, Run, current_run, job_ids, new_outcomes, read_handovers, set_outcomes
+from glm5_hpc.domain.slurm_state import JobInfo
 from glm5_hpc.errors import InputError, SlurmError
 
 GONE_TIMEOUT_S = 180.0  # Slurm's KillWait (30 s by default) plus the container's stop timeout, with margin
 
 
-def cancel_live_jobs(store: Store, rec: Record, wait: bool = False) -> list[str]:
-    """scancel the current run's live jobs and record it; with `wait`, return only once Slurm
-    reports none of them live, with every stage's final outcome recorded (the caller holds the
-    deployment's lock)."""
-    run = current_run(rec)
-    ids = job_ids(run)
-    live = [j.job_id for j in slurm.query(ids).values() if j.live]
-    if not live:
+def cancel_live_jobs(store: Store, rec: Record, wait: bool = False, run: Run | None = None) -> list[str]:
+    """scancel the live jobs of a run (the current one by default), handover successors included,
+    and record it; with `wait`, return only once Slurm reports none of them live, with every
+    stage's final outcome recorded (the caller holds the deployment's lock)."""
+    run = run if run is not None else current_run(rec)
+    if run is None:
         return []
-    slurm.cancel(live)
-    assert run is not None
-    run.setdefault("cancelled", []).append({"at": time.time(), "job_ids": live})
-    store.save(rec)
-    if wait:
-        deadline, delay = time.monotonic() + GONE_TIMEOUT_S, 0.5
-        while True:
-            infos = slurm.query(ids)
-            still = [j.job_id for j in infos.values() if j.live]
-            if not still:
-                break
-            if time.monotonic() > deadline:
-                raise SlurmError(f"jobs {', '.join(still)} still live {GONE_TIMEOUT_S:g}s after scancel; check squeue")
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        set_outcomes(run, new_outcomes(run, infos))
+    cancelled: list[str] = []
+    for _ in range(3):  # a serve job being cancelled may just have queued its successor: look again
+        run["handovers"] = read_handovers(run) or run.get("handovers", [])
+        ids = job_ids(run)
+        live = [j.job_id for j in slurm.query(ids).values() if j.live and j.job_id not in cancelled]
+        if not live:
+            break
+        slurm.cancel(live)
+        cancelled += live
+        run.setdefault("cancelled", []).append({"at": time.time(), "job_ids": live})
         store.save(rec)
-    return live
+        if wait:
+            set_outcomes(run, new_outcomes(run, wait_gone(ids)))
+            store.save(rec)
+    return cancelled
+
+
+def wait_gone(ids: list[str]) -> dict[str, JobInfo]:
+    deadline, delay = time.monotonic() + GONE_TIMEOUT_S, 0.5
+    while True:
+        infos = slurm.query(ids)
+        still = [j.job_id for j in infos.values() if j.live]
+        if not still:
+            return infos
+        if time.monotonic() > deadline:
+            raise SlurmError(f"jobs {', '.join(still)} still live {GONE_TIMEOUT_S:g}s after scancel; check squeue")
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def cancel_router(store: Store, rec: Record) -> list[str]:
+    router = rec.get("router") or {}
+    if not router.get("job_id") or not any(j.live for j in slurm.query([router["job_id"]]).values()):
+        return []
+    slurm.cancel([router["job_id"]])
+    router["cancelled_at"] = time.time()
+    store.save(rec)
+    return [router["job_id"]]
 
 
 def cancel(name: str, store: Store | None = None) -> list[str]:
-    """Cancel every live job of the deployment. Returns the ids cancelled (empty: nothing left)."""
+    """Cancel every live job of the deployment, its router included. Returns the ids cancelled
+    (empty: nothing left)."""
     store = store or Store()
     with store.locked(name):
         rec = store.load(name)
         if rec is None:
             raise InputError(f"no deployment named {name!r} (known: {', '.join(store.names()) or 'none'})")
-        return cancel_live_jobs(store, rec)
+        return cancel_live_jobs(store, rec) + cancel_router(store, rec)

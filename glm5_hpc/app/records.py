@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from glm5_hpc.adapters.files import read_json_list
 from glm5_hpc.domain.slurm_state import JobInfo
 
 Record = dict[str, Any]
@@ -20,7 +21,14 @@ def current_run(rec: Record) -> Run | None:
 
 
 def job_ids(run: Run | None) -> list[str]:
-    return [s["job_id"] for s in (run or {}).get("stages", []) if s.get("job_id")]
+    """Every job of the run: its stages', then the serve jobs that took over by handover."""
+    run = run or {}
+    return [s["job_id"] for s in run.get("stages", []) if s.get("job_id")] + [h["job_id"] for h in run.get("handovers", [])]
+
+
+def read_handovers(run: Run) -> list[dict[str, Any]]:
+    """The successors the run's serve jobs queued (they write the file; the record copies it)."""
+    return [h for h in read_json_list(run["handovers_file"]) if h.get("job_id")] if run.get("handovers_file") else []
 
 
 def missing_stages(run: Run) -> list[str]:

@@ -18,7 +18,16 @@ from typing import Any
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.paced_query import PacedQuery
-from glm5_hpc.app.records import Record, Run, current_run, job_ids, missing_stages, new_outcomes, set_outcomes
+from glm5_hpc.app.records import (
+    Record,
+    Run,
+    current_run,
+    job_ids,
+    missing_stages,
+    new_outcomes,
+    read_handovers,
+    set_outcomes,
+)
 from glm5_hpc.domain.names import SERVE, STAGES, job_comment, job_name
 from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
 from glm5_hpc.errors import InputError, StateError
@@ -58,6 +67,11 @@ class DeploymentStatus:
     recipe: dict[str, Any] = field(default_factory=dict)  # prep hashes and actions, flashinfer patch state
     health_history: list[dict[str, Any]] = field(default_factory=list)
     logs: str = ""
+    stable_endpoint: str | None = None  # the router's address, while its job runs (profile router:)
+    router_job: str | None = None
+    route_job: str | None = None  # the serve job the router forwards to
+    handovers: int = 0  # serve jobs that took over from this run's first one
+    next_serve: str = ""  # a queued successor: "job N, PENDING (BeginTime)"
 
     def stage(self, name: str) -> StageStatus | None:
         return next((s for s in self.stages if s.stage == name), None)
@@ -74,8 +88,31 @@ def read_json(path: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def read_health(run: Run) -> dict[str, Any]:
-    return read_json(Path(run["health_file"])) if run.get("health_file") else {}
+def health_hint(run: Run) -> tuple[Any, ...]:
+    """The health phases of the run's serve jobs: when one changes, Slurm is worth asking again."""
+    return tuple(read_json(Path(h)).get("phase") if h else None for _, h in serve_chain(run))
+
+
+def serve_chain(run: Run) -> list[tuple[str, str]]:
+    """(job id, health file) of the run's serve job and of each successor that took over from it."""
+    first = next((s["job_id"] for s in run.get("stages", []) if s["stage"] == SERVE and s.get("job_id")), None)
+    chain = [(first, run.get("health_file", ""))] if first else []
+    return chain + [(h["job_id"], h.get("health_file", "")) for h in run.get("handovers", [])]
+
+
+def current_serve(run: Run, infos: dict[str, JobInfo]) -> tuple[str, str] | None:
+    """The serve job that speaks for the run: the route holder while it runs, else the newest
+    job that has started, else the first."""
+    chain = serve_chain(run)
+    if not chain:
+        return None
+    holder = read_json(Path(run["route_file"])).get("job_id") if run.get("route_file") else None
+    state = {j: infos.get(j, JobInfo(j, UNKNOWN)).state for j, _ in chain}
+    for job, health in chain:
+        if job == holder and state[job] == "RUNNING":
+            return job, health
+    started = [(j, h) for j, h in chain if state[j] not in ("PENDING", UNKNOWN)]
+    return started[-1] if started else chain[0]
 
 
 def log_path(logs: str, job_id: str | None) -> Path | None:
@@ -117,18 +154,20 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
     """Pure: a deployment's status from its record, Slurm's answers and the run's health file."""
     run = current_run(rec) or {"run_id": "", "stages": []}
     stages = []
+    serving = current_serve(run, infos)
     for s in sorted(run["stages"], key=lambda s: STAGES.index(s["stage"])):
         if not s.get("job_id"):
             stages.append(StageStatus(s["stage"], None, "SKIPPED", s.get("skipped", "")))
             continue
-        info = infos.get(s["job_id"], JobInfo(s["job_id"], UNKNOWN))
-        stages.append(StageStatus(s["stage"], s["job_id"], info.state, info.reason, info.node, info.exit_code, info.elapsed))
+        job = serving[0] if s["stage"] == SERVE and serving else s["job_id"]
+        info = infos.get(job, JobInfo(job, UNKNOWN))
+        stages.append(StageStatus(s["stage"], job, info.state, info.reason, info.node, info.exit_code, info.elapsed))
     st = DeploymentStatus(
         rec["name"], rec.get("profile", ""), run["run_id"], stages, submission=run.get("submission", ""),
         runs=len(rec.get("runs", [])), recipe={k: run[k] for k in OUTCOMES if k in run},
         health_history=run.get("health_history", []), logs=run.get("logs", ""),
     )  # fmt: skip
-    health = read_health(run)
+    health = read_json(Path(serving[1])) if serving and serving[1] else {}
     serve = st.stage(SERVE)
     if health and serve is not None and health.get("job_id") == serve.job_id:
         st.restarts = int(health.get("restarts", 0))
@@ -144,8 +183,26 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
     elif serve is not None and serve.state not in ("PENDING", "RUNNING", UNKNOWN):
         st.phase = "ended"
         st.health_reason = str(health.get("reason", ""))
+    _router_fields(st, rec, run, infos)
     st.failure = failure(st)
     return st
+
+
+def _router_fields(st: DeploymentStatus, rec: Record, run: Run, infos: dict[str, JobInfo]) -> None:
+    router = rec.get("router") or {}
+    if router.get("job_id"):
+        st.router_job = router["job_id"]
+        where = read_json(Path(router.get("router_file", "")))
+        if infos.get(router["job_id"], JobInfo("", UNKNOWN)).state == "RUNNING" and where.get("job_id") == router["job_id"]:
+            st.stable_endpoint = where.get("url")
+    if run.get("route_file"):
+        st.route_job = read_json(Path(run["route_file"])).get("job_id")
+    chain = serve_chain(run)
+    st.handovers = len(chain) - 1 if chain else 0
+    waiting = [j for j, _ in chain if infos.get(j, JobInfo(j, UNKNOWN)).state == "PENDING"]
+    if waiting and chain and waiting[-1] != chain[0][0]:
+        info = infos[waiting[-1]]
+        st.next_serve = f"job {info.job_id}, PENDING ({info.reason or 'queued'})"
 
 
 def status(names: list[str] | None = None, store: Store | None = None, query: PacedQuery | None = None) -> list[DeploymentStatus]:
@@ -160,11 +217,14 @@ def status(names: list[str] | None = None, store: Store | None = None, query: Pa
         recs.append(rec)
     for rec in recs:
         _adopt_interrupted(store, rec)
+        if (run := current_run(rec)) and (found := read_handovers(run)):
+            run["handovers"] = found  # saved by _absorb
     ids = [j for rec in recs for j in job_ids(current_run(rec))]
+    ids += [rec["router"]["job_id"] for rec in recs if (rec.get("router") or {}).get("job_id")]
     if query is None:
         infos = slurm.query(ids)
     else:
-        infos = query(ids, tuple(read_health(run).get("phase") for rec in recs if (run := current_run(rec))))
+        infos = query(ids, tuple(health_hint(run) for rec in recs if (run := current_run(rec))))
     for rec in recs:
         _absorb(store, rec, infos)
     return [status_of(rec, infos) for rec in recs]
@@ -226,7 +286,10 @@ def _absorb(store: Store, rec: Record, infos: dict[str, JobInfo]) -> None:
         for key in OUTCOMES:
             if key not in r and r.get("run_dir") and (doc := read_json(Path(r["run_dir"]) / f"{key}.json")):
                 changes[key] = doc
-        health = read_health(r)
+        if (found := read_handovers(r)) and found != r.get("handovers"):
+            changes["handovers"] = found
+        serving = current_serve(r, infos)
+        health = read_json(Path(serving[1])) if serving and serving[1] else {}
         history = r.get("health_history", [])
         if health.get("phase") and health.get("job_id") in job_ids(r):
             entry = {

@@ -12,7 +12,7 @@ import secrets
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import glm5_hpc
@@ -24,6 +24,7 @@ from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.cancel import cancel_live_jobs
 from glm5_hpc.app.prep import prep_model
 from glm5_hpc.app.records import Record, Run, current_run, job_ids
+from glm5_hpc.app.router_job import ensure_router
 from glm5_hpc.domain.model_prep import Edits
 from glm5_hpc.domain.names import BUILD, SERVE, STAGES, check_deployment_name, job_comment, job_name
 from glm5_hpc.domain.plan import RunPaths, StagePlan, plan_chain, wheel_key
@@ -31,6 +32,7 @@ from glm5_hpc.domain.profile import Profile
 from glm5_hpc.domain.render import RenderContext, render_run
 from glm5_hpc.domain.watch import WatchSpec
 from glm5_hpc.errors import Glm5Error, InputError, SlurmError, StateError
+from jobs.handover import HandoverPlan
 from jobs.stage import run_stage
 
 # Test hook: exit right after sbatch returns for this stage, before the job id is recorded.
@@ -98,7 +100,8 @@ def submit(profile: Profile, name: str, store: Store | None = None, rebuild: boo
                 f"deployment {name!r} still has jobs in Slurm ({', '.join(j.job_id for j in live)}); "
                 f"use glm5_hpc redeploy {name}, or cancel it first, or choose another --name"
             )
-        return _submit_run(store, rec, profile, name, from_stage=BUILD if rebuild else None, skip_prepared=False)
+        ensure_router(store, rec, profile, name)
+        return submit_run(store, rec, profile, name, from_stage=BUILD if rebuild else None, skip_prepared=False)
 
 
 def redeploy(name: str, profile_name: str | None = None, from_stage: str | None = None, store: Store | None = None) -> Run:
@@ -113,10 +116,11 @@ def redeploy(name: str, profile_name: str | None = None, from_stage: str | None 
         previous = current_run(rec) or {}
         profile = load_profile(profile_name or previous.get("profile_file") or rec.get("profile", ""))
         cancel_live_jobs(store, rec, wait=True)
-        return _submit_run(store, rec, profile, name, from_stage=from_stage, skip_prepared=True)
+        ensure_router(store, rec, profile, name)
+        return submit_run(store, rec, profile, name, from_stage=from_stage, skip_prepared=True)
 
 
-def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_stage: str | None, skip_prepared: bool) -> Run:
+def submit_run(store: Store, rec: Record, profile: Profile, name: str, from_stage: str | None, skip_prepared: bool) -> Run:
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
     prepared = prepare(profile, name, run_id, from_stage, skip_prepared)
     paths = prepared.paths
@@ -125,6 +129,7 @@ def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_sta
         "run_id": run_id, "run_dir": str(paths.run_dir), "profile": profile.name, "profile_file": profile.source,
         "submitted_at": time.time(), "commit": prepared.commit, "wheel_key": prepared.wheel_key,
         "health_file": str(paths.health_file), "logs": str(paths.slurm_logs),
+        "handovers_file": str(paths.handovers_file), "route_file": str(paths.route_file) if profile.router.enabled else "",
         "planned": [s.stage for s in prepared.plan if not s.skipped],
         "stages": [{"stage": s.stage, "job_id": None, "skipped": s.skipped} for s in prepared.plan if s.skipped],
         "submission": "in progress",
@@ -140,16 +145,21 @@ def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_sta
             assert step.resources is not None
             res = step.resources
             serve = step.stage == SERVE
+            at_limit = serve and profile.handover.mode == "requeue"
             sub = slurm.Submission(
                 folder=Path(paths.slurm_logs), job_name=job_name(name, step.stage), comment=job_comment(name, run_id),
                 partition=res.partition, time_minutes=res.time_minutes, cpus=res.cpus, mem=res.mem, gres=res.gres,
                 account=profile.slurm.account, qos=profile.slurm.qos,
                 after_ok=submitted[step.after] if step.after else None,
-                requeue=serve and profile.health.restart == "restart",
+                requeue=serve and (profile.health.restart == "restart" or at_limit),
             )  # fmt: skip
             watch = _watch_spec(profile, name, paths) if serve else None
             sources = dict(profile.container.secrets) if serve else None  # where to read them, not their values
-            job_id = slurm.submit(sub, run_stage, step.stage, str(paths.scripts / f"{step.stage}.sh"), watch, sources)
+            handover = None
+            if serve and profile.handover.mode == "overlap":  # the successor starts without waiting for this chain
+                handover = HandoverPlan(replace(sub, after_ok=None), profile.handover.lead_s, str(paths.handovers_file))
+            script = str(paths.scripts / f"{step.stage}.sh")
+            job_id = slurm.submit(sub, run_stage, step.stage, script, watch, sources, handover)
             if os.environ.get(EXIT_AFTER_SBATCH) == step.stage:
                 os._exit(137)
             submitted[step.stage] = job_id
@@ -182,4 +192,6 @@ def _watch_spec(profile: Profile, name: str, paths: RunPaths) -> WatchSpec:
         container_prefix=job_name(name, SERVE), network=profile.container.network,
         bind_host=str(profile.serve.host), port=profile.serve.port, model_id=profile.model_path.name,
         health=profile.health, publish=profile.container.publish, gateway=profile.gateway,
+        route_file=str(paths.route_file) if profile.router.enabled else "", drain_s=profile.router.drain_s,
+        requeue_lead_s=profile.handover.lead_s if profile.handover.mode == "requeue" else 0,
     )  # fmt: skip

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.paced_query import PacedQuery
 from glm5_hpc.app.records import current_run, job_ids
-from glm5_hpc.app.status import DeploymentStatus, log_path, log_tail, read_health, status_of
+from glm5_hpc.app.status import DeploymentStatus, health_hint, log_path, log_tail, status_of
 from glm5_hpc.domain.names import SERVE
 from glm5_hpc.errors import Glm5Error, InputError
 
@@ -42,7 +42,7 @@ def wait(
             report(line)
 
     while True:
-        st = status_of(rec, query(ids, read_health(run).get("phase")))
+        st = status_of(rec, query(ids, health_hint(run)))
         for s in st.stages:
             where = f" job {s.job_id}" + (f" on {s.node}" if s.node else "") if s.job_id else ""
             why = f" ({s.reason})" if s.reason and s.state != "RUNNING" else ""

@@ -29,8 +29,27 @@ class RunPaths:
     run_id: str
 
     @property
+    def deployment_dir(self) -> PurePosixPath:
+        return self.work_dir / "deployments" / self.deployment
+
+    @property
     def run_dir(self) -> PurePosixPath:
-        return self.work_dir / "deployments" / self.deployment / "runs" / self.run_id
+        return self.deployment_dir / "runs" / self.run_id
+
+    @property
+    def route_file(self) -> PurePosixPath:
+        """Which serve job the router forwards to; written by serve jobs, across runs."""
+        return self.deployment_dir / "route.json"
+
+    @property
+    def router_file(self) -> PurePosixPath:
+        """Where the router job listens; written by the router job."""
+        return self.deployment_dir / "router.json"
+
+    @property
+    def handovers_file(self) -> PurePosixPath:
+        """The serve jobs that took over from this run's first one, written by the serve jobs."""
+        return self.run_dir / "handovers.json"
 
     @property
     def scripts(self) -> PurePosixPath:

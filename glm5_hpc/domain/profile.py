@@ -250,6 +250,30 @@ class Gateway(_Strict):
         return self
 
 
+class Router(_Strict):
+    """A stable endpoint: a small proxy in its own long-lived job that forwards to whichever serve
+    job of the deployment is the newest healthy one, across handovers and redeploys."""
+
+    enabled: bool = False
+    host: Host = "127.0.0.1"  # loopback by default; wider exposes the server's routes (control routes are always refused)
+    port: int = Field(default=8100, ge=1, le=65535)
+    partition: Name | None = None  # default: the prep-model stage's (CPU) partition
+    time: SlurmTime = "7-00:00:00"
+    cpus: int = Field(default=1, ge=1, le=64)
+    mem: Mem = "1G"
+    drain_s: float = Field(default=10, ge=0, le=3600)  # an old server keeps answering this long after traffic moved
+
+
+class Handover(_Strict):
+    """Serving through the serve job's time limit. overlap: each serve job queues its successor to
+    begin lead_s before its own limit; the successor takes the traffic once healthy and the old job
+    ends. requeue: where overlapping jobs are not allowed, Slurm requeues the job lead_s before its
+    limit (the server is down while it restarts)."""
+
+    mode: Literal["none", "overlap", "requeue"] = "none"
+    lead_s: float = Field(default=1800, ge=10, le=86400)  # must cover queueing, load and warmup
+
+
 class Ssh(_Strict):
     """A login node to reach over SSH; without it, glm5_hpc runs where the Slurm commands are."""
 
@@ -281,6 +305,8 @@ class Profile(_Strict):
     serve: Serve = Serve()
     gateway: Gateway = Gateway()
     health: Health = Health()
+    router: Router = Router()
+    handover: Handover = Handover()
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -293,6 +319,14 @@ class Profile(_Strict):
         if self.serve.host is None:
             default = "0.0.0.0" if self.container.network == "bridge" else "127.0.0.1"  # noqa: S104 - node-local in a bridge
             object.__setattr__(self, "serve", self.serve.model_copy(update={"host": default}))
+        if self.handover.mode == "overlap" and not self.router.enabled:
+            raise ValueError("handover.mode overlap needs router.enabled (clients follow the handover through the router)")
+        serve_s = self.stages.serve.time_minutes * 60
+        if self.handover.mode != "none" and self.handover.lead_s >= serve_s / 2:
+            raise ValueError(
+                f"handover.lead_s {self.handover.lead_s:g} must be under half of stages.serve.time ({serve_s} s), "
+                "or each serve job would hand over almost as soon as it starts"
+            )
         if self.serve.tp_size > self.stages.serve.gpus:
             raise ValueError(
                 f"serve.tp_size {self.serve.tp_size} needs at least that many GPUs, "

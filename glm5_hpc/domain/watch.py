@@ -22,3 +22,6 @@ class WatchSpec:
     publish: bool = False  # bridge network with the port published on the node
     gateway: Gateway | None = None  # API-key gateway in front of the server (profile gateway:)
     public_url: str = ""  # set by the serve job when a gateway fronts the server: what users reach
+    route_file: str = ""  # with a router: claimed once healthy; the job retires when a newer job claims it
+    drain_s: float = 10  # after the route moved, the server keeps answering what it holds this long
+    requeue_lead_s: float = 0  # handover.mode requeue: requeue the job this long before its limit (then requeues are expected)

@@ -1,0 +1,46 @@
+"""Use case: the deployment's router job (profile `router:`), submitted once and kept across
+redeploys, recorded at the deployment level (rec["router"]) before and after sbatch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path, PurePosixPath
+
+from glm5_hpc.adapters import slurm
+from glm5_hpc.adapters.store import Store
+from glm5_hpc.app.records import Record
+from glm5_hpc.domain.names import job_comment, job_name
+from glm5_hpc.domain.plan import RunPaths
+from glm5_hpc.domain.profile import Profile, StageResources
+
+ROUTER = "router"
+
+
+def ensure_router(store: Store, rec: Record, profile: Profile, name: str) -> str | None:
+    """Submit the router job unless a live one exists; returns its job id (None: no router)."""
+    if not profile.router.enabled:
+        return None
+    previous = rec.get(ROUTER) or {}
+    if previous.get("job_id") and any(j.live for j in slurm.query([previous["job_id"]]).values()):
+        return str(previous["job_id"])
+    r = profile.router
+    paths = RunPaths(PurePosixPath(profile.work_dir), name, "")
+    res = StageResources(partition=r.partition or profile.stages.prep_model.partition, time=r.time, cpus=r.cpus, mem=r.mem)
+    folder = Path(paths.deployment_dir) / ROUTER
+    folder.mkdir(parents=True, exist_ok=True)
+    Path(paths.router_file).unlink(missing_ok=True)  # a dead router's address must not be shown
+    rec[ROUTER] = {
+        "job_id": None, "submitted_at": time.time(), "router_file": str(paths.router_file), "logs": str(folder),
+        "route_file": str(paths.route_file), "previous": previous.get("job_id"),
+    }  # fmt: skip
+    store.save(rec)  # intent before action
+    sub = slurm.Submission(
+        folder=folder, job_name=job_name(name, ROUTER), comment=job_comment(name, ROUTER), partition=res.partition,
+        time_minutes=res.time_minutes, cpus=res.cpus, mem=res.mem, gres=None, account=profile.slurm.account,
+        qos=profile.slurm.qos, after_ok=None, requeue=True,
+    )  # fmt: skip
+    from jobs.router import run_router  # deferred: aiohttp
+
+    rec[ROUTER]["job_id"] = slurm.submit(sub, run_router, str(paths.route_file), str(paths.router_file), r.host, r.port)
+    store.save(rec)
+    return str(rec[ROUTER]["job_id"])

@@ -1,0 +1,44 @@
+"""The route: which serve job of a deployment takes its traffic. Pure.
+
+A serve job claims the route when it is healthy by the full probe ladder, and only if it is
+newer than the current holder: Slurm job ids grow with submission order, so a handover successor
+or a redeployed job takes over from its predecessor, and a predecessor recovering from a restart
+never takes the traffic back. A job whose route has moved to a newer job retires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Route:
+    job_id: str
+    url: str
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_route(doc: dict[str, Any]) -> Route | None:
+    try:
+        return Route(str(doc["job_id"]), str(doc["url"]), float(doc["at"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _order(job_id: str) -> tuple[int, str]:
+    head = job_id.split("_", 1)[0]
+    return (int(head), job_id) if head.isdigit() else (-1, job_id)
+
+
+def may_claim(current: Route | None, job_id: str) -> bool:
+    """May `job_id` take the route from `current`?"""
+    return current is None or current.job_id == job_id or _order(job_id) > _order(current.job_id)
+
+
+def superseded(current: Route | None, job_id: str) -> bool:
+    """Has a newer job taken the route from `job_id`?"""
+    return current is not None and _order(current.job_id) > _order(job_id)

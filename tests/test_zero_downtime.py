@@ -1,0 +1,126 @@
+"""Serving through a time limit and a redeploy without downtime, on the local cluster, while a
+client sends completions back to back through the deployment's router (benchmarks/load_client.py).
+Each test checks the client saw no failed request, that the traffic moved to the new serve job
+and that the old one ended by itself (COMPLETED, not TIMEOUT or CANCELLED)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, eventually, glm5, squeue_ids, status_json
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from load_client import LoadClient
+
+pytestmark = pytest.mark.usefixtures("cluster")
+_router_ports = itertools.count(18400)
+MODEL = "GLM-5-nvfp4-v1"
+HALF = {"stages": {"serve": {"gpus": 4}}, "serve": {"tp_size": 4, "port": "auto"}}  # two serve jobs fit on the node
+
+
+def routed_profile(make_profile: Callable[..., Path], name: str, **over: Any) -> Path:
+    router = {"enabled": True, "port": next(_router_ports), "drain_s": 3}
+    return make_profile(name, router=router, **{**HALF, **over})
+
+
+def job_state(job_id: str) -> str:
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True).stdout
+    return out.split()[0] if out.split() else ""
+
+
+def comment_jobs(name: str) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, check=True).stdout
+    return [ln.split("|")[0] for ln in out.splitlines() if ln.split("|")[1].startswith(f"glm5_hpc:{name}:")]
+
+
+def start_load(name: str) -> LoadClient:
+    dep = status_json(name)
+    assert dep["healthy"] and dep["stable_endpoint"], dep
+    client = LoadClient(dep["stable_endpoint"], MODEL)
+    client.start()
+    assert eventually(lambda: sum(o.ok for o in client.outcomes) >= 5, timeout_s=30)
+    return client
+
+
+def report(what: str, summary: dict[str, object]) -> None:
+    print(f"{what}: {json.dumps(summary)}")  # shown with pytest -s; the numbers in docs come from the benchmark
+
+
+def test_handover_before_the_time_limit(make_profile: Callable[..., Path], cleanup_deployments: list[str]) -> None:
+    """A 2-minute serve job queues its successor to begin 45 s before its limit; the successor
+    becomes healthy, takes the traffic, and the old job retires before its limit."""
+    profile = routed_profile(make_profile, "handover", handover={"mode": "overlap", "lead_s": 45},
+                             stages={"serve": {"gpus": 4, "time": "00:02:00"}})  # fmt: skip
+    cleanup_deployments.append("handover")
+    glm5("submit", "--profile", str(profile), "--name", "handover", "--wait", "--timeout", "240", check=True)
+    first = status_json("handover")
+    old = first["route_job"]
+    assert old == first["stages"][2]["job_id"]
+    assert eventually(lambda: status_json("handover")["next_serve"].startswith("job "), timeout_s=30)  # successor queued
+    client = start_load("handover")
+    assert eventually(lambda: job_state(old) == "COMPLETED", timeout_s=150, interval_s=2)
+    summary = client.finish()
+    report("handover", summary)
+    after = status_json("handover")
+    assert summary["failed"] == 0, summary
+    assert after["healthy"] and after["route_job"] != old and after["handovers"] >= 1
+    assert after["stages"][2]["job_id"] == after["route_job"]
+    assert after["stable_endpoint"] == first["stable_endpoint"]  # clients never changed URL
+    glm5("cancel", "handover", check=True)  # the successor's own queued successor included
+    assert eventually(lambda: not comment_jobs("handover"), timeout_s=60)
+
+
+def test_redeploy_without_downtime(make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path) -> None:
+    profile = routed_profile(make_profile, "bluegreen")
+    cleanup_deployments.append("bluegreen")
+    glm5("submit", "--profile", str(profile), "--name", "bluegreen", "--wait", "--timeout", "240", check=True)
+    before = status_json("bluegreen")
+    client = start_load("bluegreen")
+    proc = glm5("redeploy", "bluegreen", "--no-downtime", "--timeout", "240")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    after = status_json("bluegreen")
+    assert after["healthy"] and after["route_job"] != before["route_job"] and after["run_id"] != before["run_id"]
+    assert job_state(before["route_job"]) == "COMPLETED"  # retired after draining, not killed
+    assert not set(j["job_id"] for j in before["stages"] if j["job_id"]) & squeue_ids()
+
+    # A new run that never gets healthy does not replace the healthy one.
+    broken = routed_profile(make_profile, "bluegreen-broken", container={"env": {"GLM5_STANDIN_FAULT": "hang"}},
+                            health={"ready_timeout_s": 20})  # fmt: skip
+    proc = glm5("redeploy", "bluegreen", "--no-downtime", "--profile", str(broken), "--timeout", "120")
+    assert proc.returncode == 1 and "keeps serving" in proc.stderr, proc.stdout + proc.stderr
+    summary = client.finish()
+    report("redeploy --no-downtime (and a failed one)", summary)
+    assert summary["failed"] == 0, summary
+    kept = status_json("bluegreen")
+    assert kept["healthy"] and kept["run_id"] == after["run_id"] and kept["route_job"] == after["route_job"]
+    record = json.loads((state_dir / "deployments" / "bluegreen.json").read_text())
+    (failed,) = record["failed_replacements"]  # its job ids are kept, and none is left running
+    assert failed["stages"] and not {s["job_id"] for s in failed["stages"] if s["job_id"]} & squeue_ids()
+    assert set(comment_jobs("bluegreen")) == {after["route_job"], after["router_job"]}  # the router: glm5_hpc:NAME:router
+
+
+def test_requeue_before_the_time_limit_where_jobs_may_not_overlap(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str]
+) -> None:
+    """handover.mode requeue: 20 s before its 1-minute limit the serve job asks Slurm to requeue it,
+    so it never ends TIMEOUT; the same job waits to start again (Slurm's requeue delay)."""
+    profile = make_profile("atlimit", handover={"mode": "requeue", "lead_s": 20}, stages={"serve": {"time": "00:01:00"}},
+                           serve={"port": "auto"})  # fmt: skip
+    cleanup_deployments.append("atlimit")
+    glm5("submit", "--profile", str(profile), "--name", "atlimit", "--wait", "--timeout", "240", check=True)
+    serve_id = status_json("atlimit")["stages"][2]["job_id"]
+    assert eventually(lambda: status_json("atlimit")["stages"][2]["state"] == "PENDING", timeout_s=90, interval_s=2)
+    dep = status_json("atlimit")
+    assert not dep["healthy"] and dep["stages"][2]["job_id"] == serve_id
+    history = subprocess.run(
+        ["sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", serve_id], capture_output=True, text=True
+    ).stdout
+    assert "REQUEUED" in history.split() and "TIMEOUT" not in history
