@@ -42,12 +42,14 @@ class LoadClient(threading.Thread):
                 self.stop.wait(self.pause_s)
 
     def finish(self) -> dict[str, object]:
-        """Stop, and sum up: requests, failures (with the first few), the longest time between two
-        successful answers, and the slowest request."""
+        """Stop, and sum up: requests, failures (with the first few), the longest time without a
+        successful answer (between two of them, or from the last one to the stop), and the
+        slowest request."""
         self.stop.set()
+        stopped = time.monotonic()
         self.join(timeout=self.timeout_s + 5)
         done = [o.done for o in self.outcomes if o.ok]
-        gaps = [b - a for a, b in itertools.pairwise(done)]
+        gaps = [b - a for a, b in itertools.pairwise([*done, stopped])]
         failed = [o for o in self.outcomes if not o.ok]
         return {
             "requests": len(self.outcomes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -69,3 +70,14 @@ def test_deployment_names_never_become_paths_outside_the_store(command: str, sta
     assert proc.returncode == 2
     assert "deployment name '../escape' must match" in proc.stderr
     assert not (state_dir / "escape.json").exists() and not (state_dir / ".escape.lock").exists()
+
+
+def test_no_downtime_redeploy_needs_the_router(state_dir: Path) -> None:
+    """Refused before anything reaches Slurm, naming the profile key."""
+    profile = REPO / "cluster_profiles" / "local.yaml"
+    (state_dir / "deployments").mkdir(parents=True)
+    run = {"run_id": "r", "profile_file": str(profile), "stages": [], "submission": "complete"}
+    (state_dir / "deployments" / "d.json").write_text(json.dumps({"schema": 1, "name": "d", "profile": "local", "runs": [run]}))
+    proc = glm5("redeploy", "d", "--no-downtime")
+    assert proc.returncode == 2 and "redeploy --no-downtime needs router.enabled: true in profile" in proc.stderr
+    assert json.loads((state_dir / "deployments" / "d.json").read_text())["runs"] == [run]  # nothing changed

@@ -134,3 +134,18 @@ def test_invalid_yaml_is_one_line() -> None:
 
 def test_time_limits_in_minutes() -> None:
     assert parse(with_value("stages.serve.time", "1-02:03:04")).stages.serve.time_minutes == 1440 + 123 + 1  # type: ignore[attr-defined]
+
+
+def test_handover_needs_the_router_and_room_before_the_limit() -> None:
+    with pytest.raises(ProfileError, match=r"handover.mode overlap needs router.enabled"):
+        parse(with_value("handover", {"mode": "overlap", "lead_s": 600}))
+    doc = with_value("handover", {"mode": "overlap", "lead_s": 7200})  # serve time is 4 h: 14400 s
+    doc["router"] = {"enabled": True}
+    with pytest.raises(ProfileError, match=r"handover.lead_s 7200 must be under half of stages.serve.time \(14400 s\)"):
+        parse(doc)
+    doc["handover"]["lead_s"] = 1800
+    assert parse(doc).handover.lead_s == 1800  # type: ignore[attr-defined]
+    with pytest.raises(ProfileError, match=r"router.port"):
+        parse(with_value("router", {"enabled": True, "port": 0}))
+    with pytest.raises(ProfileError, match=r"router.host"):
+        parse(with_value("router", {"enabled": True, "host": "$(reboot)"}))

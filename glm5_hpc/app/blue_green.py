@@ -51,7 +51,7 @@ def redeploy_no_downtime(
             raise StateError(
                 f"deployment {name!r} is not healthy now, so there is no downtime to avoid; use glm5_hpc redeploy {name}"
             )
-        ensure_router(store, rec, profile, name)
+        ensure_router(store, rec, profile, name, keep_route=True)
         new = submit_run(store, rec, profile, name, from_stage=from_stage, skip_prepared=True)
         new["replaces"] = old["run_id"]
         store.save(rec)
@@ -82,13 +82,15 @@ def _abandon(store: Store, name: str, run_id: str, why: str) -> None:
 
 
 def _retire(store: Store, name: str, run_id: str, grace_s: float) -> None:
-    """The old run's serve job ends by itself once it has drained; cancel whatever is left after that."""
+    """The old run's serve job ends by itself once it has drained; then whatever of the old run is
+    left is cancelled (a successor it queued, or a job still running after the grace)."""
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        rec = store.load(name) or {}
-        run = _run(rec, run_id)
-        if run is None or not any(j.live for j in slurm.query(job_ids(run)).values()):
+        run = _run(store.load(name) or {}, run_id)
+        if run is None:
             return
+        if not any(j.live and j.state != "PENDING" for j in slurm.query(job_ids(run)).values()):
+            break
         time.sleep(2)
     with store.locked(name):
         rec = store.load(name) or {}

@@ -16,10 +16,15 @@ from glm5_hpc.domain.profile import Profile, StageResources
 ROUTER = "router"
 
 
-def ensure_router(store: Store, rec: Record, profile: Profile, name: str) -> str | None:
-    """Submit the router job unless a live one exists; returns its job id (None: no router)."""
+def ensure_router(store: Store, rec: Record, profile: Profile, name: str, keep_route: bool = False) -> str | None:
+    """Submit the router job unless a live one exists; returns its job id (None: no router).
+    Unless `keep_route` (a no-downtime redeploy, whose old serve job holds it), the route is
+    forgotten: no serve job is live, and a stale holder's id must not outrank new jobs (job ids
+    restart when a cluster's controller state is wiped)."""
     if not profile.router.enabled:
         return None
+    if not keep_route:
+        Path(RunPaths(PurePosixPath(profile.work_dir), name, "").route_file).unlink(missing_ok=True)
     previous = rec.get(ROUTER) or {}
     if previous.get("job_id") and any(j.live for j in slurm.query([previous["job_id"]]).values()):
         return str(previous["job_id"])

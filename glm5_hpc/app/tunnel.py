@@ -79,7 +79,8 @@ class Tunnel:
 
 
 def endpoint_reader(name: str, profile: Profile | None, shell: SSHShell | None) -> Callable[[], str | None]:
-    """How to ask for the deployment's current endpoint: the remote copy's status, or the local one."""
+    """How to ask for the deployment's current endpoint (the router's, when it has one): the
+    remote copy's status, or the local one."""
     if shell is not None and profile is not None and profile.ssh is not None:
         from glm5_hpc.app.remote import ON_LOGIN_NODE
 
@@ -89,7 +90,8 @@ def endpoint_reader(name: str, profile: Profile | None, shell: SSHShell | None) 
             r = shell.run(["env", f"{ON_LOGIN_NODE}=1", tool, "status", name, "--json"], timeout_s=60)
             if r.rc != 0:
                 raise Glm5Error(r.stderr.strip()[-300:])
-            endpoint: str | None = json.loads(r.stdout)["deployments"][0]["endpoint"]
+            dep = json.loads(r.stdout)["deployments"][0]
+            endpoint: str | None = dep.get("stable_endpoint") or dep["endpoint"]
             return endpoint
 
         return remote
@@ -97,7 +99,8 @@ def endpoint_reader(name: str, profile: Profile | None, shell: SSHShell | None) 
     def local() -> str | None:
         from glm5_hpc.app.status import status
 
-        return status([name])[0].endpoint
+        st = status([name])[0]
+        return st.stable_endpoint or st.endpoint
 
     return local
 
