@@ -159,6 +159,9 @@ def test_ctrl_c_during_wait_keeps_the_jobs(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a runner started in the background without job control ignores
+        # SIGINT, and its children would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     first = proc.stdout.readline()  # type: ignore[union-attr]
     assert first.startswith("submitted deployment ctrlc run ")
