@@ -3,7 +3,8 @@ termination signals to it, so its trap removes the container. For serve it also 
 a watcher judges the server, and the profile's restart policy (health.restart, max_restarts,
 restart_backoff_s) restarts a crashed or unhealthy server within the same allocation. With
 health.restart: restart the job is also submitted --requeue, so Slurm starts it again after a node
-failure, at most max_restarts times; with "none" it is submitted --no-requeue.
+failure, at most max_restarts times; with "none" it is submitted --no-requeue. With a handover
+policy it queues its successor (jobs/handover.py) or requeues itself before its time limit.
 
 A non-zero exit of the script becomes the job's exit code (SystemExit passes through submitit
 without a traceback), so Slurm records FAILED with the script's own code and `afterok`

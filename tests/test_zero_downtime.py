@@ -54,7 +54,9 @@ def report(what: str, summary: dict[str, object]) -> None:
     print(f"{what}: {json.dumps(summary)}")  # shown with pytest -s; the numbers in docs come from the benchmark
 
 
-def test_handover_before_the_time_limit(make_profile: Callable[..., Path], cleanup_deployments: list[str]) -> None:
+def test_handover_before_the_time_limit(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path
+) -> None:
     """A 2-minute serve job queues its successor to begin 45 s before its limit; the successor
     becomes healthy, takes the traffic, and the old job retires before its limit."""
     profile = routed_profile(make_profile, "handover", handover={"mode": "overlap", "lead_s": 45},
@@ -74,6 +76,8 @@ def test_handover_before_the_time_limit(make_profile: Callable[..., Path], clean
     assert after["healthy"] and after["route_job"] != old and after["handovers"] >= 1
     assert after["stages"][2]["job_id"] == after["route_job"]
     assert after["stable_endpoint"] == first["stable_endpoint"]  # clients never changed URL
+    record = json.loads((state_dir / "deployments" / "handover.json").read_text())
+    assert after["route_job"] in {h["job_id"] for h in record["runs"][-1]["handovers"]}  # the record knows the successor
     glm5("cancel", "handover", check=True)  # the successor's own queued successor included
     assert eventually(lambda: not comment_jobs("handover"), timeout_s=60)
 

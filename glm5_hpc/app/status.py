@@ -217,9 +217,7 @@ def status(names: list[str] | None = None, store: Store | None = None, query: Pa
         recs.append(rec)
     for rec in recs:
         _adopt_interrupted(store, rec)
-        if (run := current_run(rec)) and (found := read_handovers(run)):
-            run["handovers"] = found  # saved by _absorb
-    ids = [j for rec in recs for j in job_ids(current_run(rec))]
+    ids = [j for rec in recs if (run := current_run(rec)) for j in job_ids(run) + [h["job_id"] for h in read_handovers(run)]]
     ids += [rec["router"]["job_id"] for rec in recs if (rec.get("router") or {}).get("job_id")]
     if query is None:
         infos = slurm.query(ids)
@@ -227,7 +225,17 @@ def status(names: list[str] | None = None, store: Store | None = None, query: Pa
         infos = query(ids, tuple(health_hint(run) for rec in recs if (run := current_run(rec))))
     for rec in recs:
         _absorb(store, rec, infos)
-    return [status_of(rec, infos) for rec in recs]
+    return [status_of(_with_handovers(rec), infos) for rec in recs]
+
+
+def _with_handovers(rec: Record) -> Record:
+    """The record with its current run's handovers as the serve jobs last wrote them (the copy in
+    the record lags while another command holds the lock)."""
+    run = current_run(rec)
+    found = read_handovers(run) if run else []
+    if run is None or not found or found == run.get("handovers"):
+        return rec
+    return {**rec, "runs": [*rec["runs"][:-1], {**run, "handovers": found}]}
 
 
 def _update_locked(store: Store, rec: Record, change: Callable[[Run], bool]) -> None:
