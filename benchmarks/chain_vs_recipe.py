@@ -122,11 +122,9 @@ def hand(scripts: Path, res: dict[str, dict[str, Any]], manual: bool, logs: Path
         ids = [sbatch(*flags("serve"), serve_env, "-J", "manual-recipe", "--wrap", steps)]
     else:
         ids = [sbatch(*flags("prep-model"), "-J", "hand-prep", "--wrap", f"bash {scripts / 'prep-model.sh'}")]
-        after = ["--kill-on-invalid-dep=yes", "--dependency=afterok:"]
-        ids.append(sbatch(*flags("build-wheel"), "-J", "hand-build", *after[:1], after[1] + ids[-1],
-                          "--wrap", f"bash {scripts / 'build-wheel.sh'}"))  # fmt: skip
-        ids.append(sbatch(*flags("serve"), serve_env, "-J", "hand-serve", *after[:1], after[1] + ids[-1],
-                          "--wrap", f"bash {scripts / 'serve.sh'}"))  # fmt: skip
+        for stage, extra in (("build-wheel", []), ("serve", [serve_env])):
+            after = [f"--dependency=afterok:{ids[-1]}", "--kill-on-invalid-dep=yes"]
+            ids.append(sbatch(*flags(stage), *extra, "-J", f"hand-{stage}", *after, "--wrap", f"bash {scripts / f'{stage}.sh'}"))
     t1 = curl_loop(PORT)
     subprocess.run(["scancel", *ids], check=True)
     wait_gone(ids, PORT)

@@ -10,7 +10,6 @@ from queueing. The watcher judges; the supervisor in jobs/stage.py decides what 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 
 from glm5_hpc.adapters.endpoint import node_name, resolve
-from glm5_hpc.adapters.files import write_json_atomic
+from glm5_hpc.adapters.files import read_json, write_json_atomic
 from glm5_hpc.adapters.policies import poll_until
 from glm5_hpc.adapters.probe import probe_health, run_ladder
 from glm5_hpc.domain.health import Verdict
@@ -113,10 +112,7 @@ class Watcher(threading.Thread):
         return not self.stop.is_set()
 
     def read_route(self) -> Route | None:
-        try:
-            return parse_route(json.loads(Path(self.spec.route_file).read_text()))
-        except (OSError, ValueError):
-            return None
+        return parse_route(read_json(self.spec.route_file))
 
     def claim_route(self) -> None:
         """Take the deployment's traffic, unless a newer serve job holds it."""

@@ -47,6 +47,15 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
         os.close(dfd)
 
 
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object file written by write_json_atomic; {} when absent, unreadable or not an object."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def read_json_list(path: str | Path) -> list[dict[str, Any]]:
     """The dicts of a JSON list file written by write_json_atomic; [] when absent or unreadable."""
     try:

@@ -9,13 +9,13 @@ wrote (stage outcomes, prep hashes, flashinfer state, endpoint and health change
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from glm5_hpc.adapters import slurm
+from glm5_hpc.adapters.files import read_json
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.paced_query import PacedQuery
 from glm5_hpc.app.records import (
@@ -80,14 +80,6 @@ class DeploymentStatus:
         return asdict(self)
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def health_hint(run: Run) -> tuple[Any, ...]:
     """The health phases of the run's serve jobs: when one changes, Slurm is worth asking again."""
     return tuple(read_json(Path(h)).get("phase") if h else None for _, h in serve_chain(run))
@@ -100,13 +92,17 @@ def serve_chain(run: Run) -> list[tuple[str, str]]:
     return chain + [(h["job_id"], h.get("health_file", "")) for h in run.get("handovers", [])]
 
 
-def current_serve(run: Run, infos: dict[str, JobInfo]) -> tuple[str, str] | None:
+def route_holder(run: Run) -> str | None:
+    """The serve job the router forwards to (None without a router)."""
+    return read_json(run["route_file"]).get("job_id") if run.get("route_file") else None
+
+
+def current_serve(run: Run, infos: dict[str, JobInfo], holder: str | None) -> tuple[str, str] | None:
     """The serve job that speaks for the run: the route holder while it runs, else the newest
     job that has started, else the first."""
     chain = serve_chain(run)
     if not chain:
         return None
-    holder = read_json(Path(run["route_file"])).get("job_id") if run.get("route_file") else None
     state = {j: infos.get(j, JobInfo(j, UNKNOWN)).state for j, _ in chain}
     for job, health in chain:
         if job == holder and state[job] == "RUNNING":
@@ -154,7 +150,8 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
     """Pure: a deployment's status from its record, Slurm's answers and the run's health file."""
     run = current_run(rec) or {"run_id": "", "stages": []}
     stages = []
-    serving = current_serve(run, infos)
+    holder = route_holder(run)
+    serving = current_serve(run, infos, holder)
     for s in sorted(run["stages"], key=lambda s: STAGES.index(s["stage"])):
         if not s.get("job_id"):
             stages.append(StageStatus(s["stage"], None, "SKIPPED", s.get("skipped", "")))
@@ -184,6 +181,7 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
         st.phase = "ended"
         st.health_reason = str(health.get("reason", ""))
     _router_fields(st, rec, run, infos)
+    st.route_job = holder
     st.failure = failure(st)
     return st
 
@@ -195,8 +193,6 @@ def _router_fields(st: DeploymentStatus, rec: Record, run: Run, infos: dict[str,
         where = read_json(Path(router.get("router_file", "")))
         if infos.get(router["job_id"], JobInfo("", UNKNOWN)).state == "RUNNING" and where.get("job_id") == router["job_id"]:
             st.stable_endpoint = where.get("url")
-    if run.get("route_file"):
-        st.route_job = read_json(Path(run["route_file"])).get("job_id")
     chain = serve_chain(run)
     st.handovers = len(chain) - 1 if chain else 0
     waiting = [j for j, _ in chain if infos.get(j, JobInfo(j, UNKNOWN)).state == "PENDING"]
@@ -296,7 +292,7 @@ def _absorb(store: Store, rec: Record, infos: dict[str, JobInfo]) -> None:
                 changes[key] = doc
         if (found := read_handovers(r)) and found != r.get("handovers"):
             changes["handovers"] = found
-        serving = current_serve(r, infos)
+        serving = current_serve(r, infos, route_holder(r))
         health = read_json(Path(serving[1])) if serving and serving[1] else {}
         history = r.get("health_history", [])
         if health.get("phase") and health.get("job_id") in job_ids(r):
