@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -138,7 +138,8 @@ def test_status_of_50_deployments_costs_one_sacct_and_one_squeue(
         assert sorted(calls(log)) == ["sacct", "squeue"]
         log.unlink()
         # --watch: one sacct and one squeue per Slurm query, and fewer queries than refreshes while
-        # nothing changes (asked at 0, 0.5, 1.5, 3.5 s ... with --interval 0.5)
+        # nothing changes. Counted over 8 refreshes, however long each takes on this machine: the
+        # pause between queries doubles (0.5, 1, 2, 4 s ...) while a refresh waits 0.5 s plus its own time.
         watch = subprocess.Popen(
             [str(GLM5_HPC), "status", "--watch", "--interval", "0.5"],
             env=env,
@@ -146,11 +147,19 @@ def test_status_of_50_deployments_costs_one_sacct_and_one_squeue(
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(3)
-        watch.terminate()
-        out, _ = watch.communicate(timeout=10)
-        refreshes = out.count("-- ") if "-- " in out else 0
-        assert refreshes >= 2
+        guard = threading.Timer(180, watch.kill)
+        guard.start()
+        refreshes = 0
+        try:
+            for line in watch.stdout:  # type: ignore[union-attr]
+                refreshes += line.startswith("-- ")
+                if refreshes == 8:
+                    break  # just after a refresh: its query is done, the next one is 0.5 s away
+        finally:
+            watch.terminate()
+            watch.communicate(timeout=10)
+            guard.cancel()
+        assert refreshes == 8
         made = calls(log)
         assert made.count("sacct") == made.count("squeue") and 2 <= made.count("sacct") < refreshes
     finally:
