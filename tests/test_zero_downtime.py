@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, eventually, glm5, squeue_ids, status_json
+from tests.conftest import GLM5_HPC, REPO, eventually, glm5, squeue_ids, status_json
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from load_client import LoadClient
@@ -128,3 +129,27 @@ def test_requeue_before_the_time_limit_where_jobs_may_not_overlap(
         ["sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", serve_id], capture_output=True, text=True
     ).stdout
     assert "REQUEUED" in history.split() and "TIMEOUT" not in history
+
+
+def test_router_whose_id_was_never_recorded_is_adopted(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path
+) -> None:
+    profile = routed_profile(make_profile, "lostrouter")
+    cleanup_deployments.append("lostrouter")
+    cmd = [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", "lostrouter"]
+    died = subprocess.run(cmd, env={**os.environ, "GLM5_HPC_TEST_EXIT_AFTER_SBATCH": "router"}, capture_output=True, text=True)
+    assert died.returncode == 137
+    record_file = state_dir / "deployments" / "lostrouter.json"
+    assert json.loads(record_file.read_text())["router"]["job_id"] is None  # intent recorded, id lost
+    (router_job,) = comment_jobs("lostrouter")  # sbatch created it: glm5_hpc:NAME:router
+    assert status_json("lostrouter")["router_job"] == router_job  # status finds it by its comment
+    router = json.loads(record_file.read_text())["router"]
+    assert router["job_id"] == router_job and router["adopted"] is True
+    # the next submit keeps it rather than starting a second router on the same port
+    glm5("submit", "--profile", str(profile), "--name", "lostrouter", "--wait", "--timeout", "240", check=True)
+    dep = status_json("lostrouter")
+    assert dep["healthy"] and dep["router_job"] == router_job and dep["stable_endpoint"]
+    assert set(comment_jobs("lostrouter")) == {router_job, dep["route_job"]}
+    cancel = glm5("cancel", "lostrouter", check=True)
+    assert router_job in cancel.stdout
+    assert eventually(lambda: not comment_jobs("lostrouter"), timeout_s=60)

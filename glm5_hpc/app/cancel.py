@@ -8,6 +8,7 @@ import time
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.records import Record, Run, current_run, job_ids, new_outcomes, read_handovers, set_outcomes
+from glm5_hpc.app.router_record import ROUTER, adopt_router
 from glm5_hpc.domain.slurm_state import JobInfo
 from glm5_hpc.errors import InputError, SlurmError
 
@@ -52,7 +53,8 @@ def wait_gone(ids: list[str]) -> dict[str, JobInfo]:
 
 
 def cancel_router(store: Store, rec: Record) -> list[str]:
-    router = rec.get("router") or {}
+    adopt_router(rec)
+    router = rec.get(ROUTER) or {}
     if not router.get("job_id") or not any(j.live for j in slurm.query([router["job_id"]]).values()):
         return []
     slurm.cancel([router["job_id"]])

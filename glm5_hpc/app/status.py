@@ -28,6 +28,7 @@ from glm5_hpc.app.records import (
     read_handovers,
     set_outcomes,
 )
+from glm5_hpc.app.router_record import ROUTER, adopt_router, router_id, router_unrecorded
 from glm5_hpc.domain.names import SERVE, STAGES, job_comment, job_name
 from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
 from glm5_hpc.errors import InputError, StateError
@@ -187,7 +188,7 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
 
 
 def _router_fields(st: DeploymentStatus, rec: Record, run: Run, infos: dict[str, JobInfo]) -> None:
-    router = rec.get("router") or {}
+    router = rec.get(ROUTER) or {}
     if router.get("job_id"):
         st.router_job = router["job_id"]
         where = read_json(Path(router.get("router_file", "")))
@@ -213,8 +214,10 @@ def status(names: list[str] | None = None, store: Store | None = None, query: Pa
         recs.append(rec)
     for rec in recs:
         _adopt_interrupted(store, rec)
+        if router_unrecorded(rec):
+            _update_locked(store, rec, adopt_router)
     ids = [j for rec in recs if (run := current_run(rec)) for j in job_ids(run) + [h["job_id"] for h in read_handovers(run)]]
-    ids += [rec["router"]["job_id"] for rec in recs if (rec.get("router") or {}).get("job_id")]
+    ids += [j for rec in recs if (j := router_id(rec))]
     if query is None:
         infos = slurm.query(ids)
     else:
@@ -234,23 +237,32 @@ def _with_handovers(rec: Record) -> Record:
     return {**rec, "runs": [*rec["runs"][:-1], {**run, "handovers": found}]}
 
 
-def _update_locked(store: Store, rec: Record, change: Callable[[Run], bool]) -> None:
-    """Apply `change` to the current run of the freshly loaded record and save it, if the lock is
-    free; skipped (never waited for) while another command holds it."""
-    run = current_run(rec)
-    if run is None:
-        return
+def _update_locked(store: Store, rec: Record, change: Callable[[Record], bool]) -> None:
+    """Apply `change` to the freshly loaded record and save it, if the lock is free; skipped (never
+    waited for) while another command holds it."""
     try:
         with store.locked(rec["name"]):
             fresh = store.load(rec["name"]) or rec
-            fresh_run = current_run(fresh)
-            if fresh_run is None or fresh_run.get("run_id") != run["run_id"] or not change(fresh_run):
+            if not change(fresh):
                 return
             store.save(fresh)
             rec.clear()
             rec.update(fresh)
     except StateError:
         return
+
+
+def _update_run_locked(store: Store, rec: Record, change: Callable[[Run], bool]) -> None:
+    """`_update_locked` for the current run, if it is still the current one."""
+    run = current_run(rec)
+    if run is None:
+        return
+
+    def on_run(fresh: Record) -> bool:
+        fresh_run = current_run(fresh)
+        return fresh_run is not None and fresh_run.get("run_id") == run["run_id"] and change(fresh_run)
+
+    _update_locked(store, rec, on_run)
 
 
 def _adopt_interrupted(store: Store, rec: Record) -> None:
@@ -273,7 +285,7 @@ def _adopt_interrupted(store: Store, rec: Record) -> None:
         fresh["submission"] = f"interrupted: {', '.join(never)} never submitted" if never else "complete (jobs adopted)"
         return True
 
-    _update_locked(store, rec, adopt)
+    _update_run_locked(store, rec, adopt)
 
 
 def _absorb(store: Store, rec: Record, infos: dict[str, JobInfo]) -> None:
@@ -323,4 +335,4 @@ def _absorb(store: Store, rec: Record, infos: dict[str, JobInfo]) -> None:
         fresh.update(changes)
         return True
 
-    _update_locked(store, rec, apply)
+    _update_run_locked(store, rec, apply)

@@ -23,7 +23,7 @@ from glm5_hpc.adapters.resources import load_profile, templates
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.cancel import cancel_live_jobs
 from glm5_hpc.app.prep import prep_model
-from glm5_hpc.app.records import Record, Run, current_run, job_ids
+from glm5_hpc.app.records import EXIT_AFTER_SBATCH, Record, Run, current_run, job_ids
 from glm5_hpc.app.router_job import ensure_router
 from glm5_hpc.domain.model_prep import Edits
 from glm5_hpc.domain.names import BUILD, SERVE, STAGES, check_deployment_name, job_comment, job_name
@@ -34,9 +34,6 @@ from glm5_hpc.domain.watch import WatchSpec
 from glm5_hpc.errors import Glm5Error, InputError, SlurmError, StateError
 from jobs.handover import HandoverPlan
 from jobs.stage import run_stage
-
-# Test hook: exit right after sbatch returns for this stage, before the job id is recorded.
-EXIT_AFTER_SBATCH = "GLM5_HPC_TEST_EXIT_AFTER_SBATCH"
 
 
 def git_commit(repo: str, branch: str) -> str:
