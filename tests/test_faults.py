@@ -131,7 +131,7 @@ def test_submit_with_the_controller_down_submits_nothing(
 def test_controller_restart_during_wait(
     make_profile: Callable[..., Path], cleanup_deployments: list[str], controller: None
 ) -> None:
-    profile = make_profile("restartctl", container={"env": {"GLM5_STANDIN_BUILD_S": "6", "GLM5_STANDIN_LOAD_S": "3"}})
+    profile = make_profile("restartctl", container={"env": {"GLM5_STANDIN_BUILD_S": "20", "GLM5_STANDIN_LOAD_S": "3"}})
     cleanup_deployments.append("restartctl")
     proc = subprocess.Popen(
         [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", "restartctl", "--wait", "--timeout", "300"],
@@ -139,7 +139,10 @@ def test_controller_restart_during_wait(
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)
+    # Restarted while the build runs, its job launched: slurmctld stopped in the very instant it
+    # allocates a job can record it RUNNING with no batch script ever started (Slurm's own edge,
+    # seen here once), which no client can wait out.
+    assert eventually(lambda: any(c.startswith("glm5-restartctl-build-wheel-") for c in containers()), timeout_s=120)
     os.kill(slurmctld_pid(), signal.SIGTERM)
     assert eventually(lambda: subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode != 0)
     time.sleep(2)
