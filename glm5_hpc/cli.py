@@ -404,9 +404,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-# Commands that act on a cluster: with a profile that names a login node (ssh:), they run there.
 WATCH_MAX_QUERY_S = 30.0  # status --watch: Slurm backs off to this while nothing changes
 
+# Commands that act on a cluster: with a profile that names a login node (ssh:), they run there.
 FORWARDED = {"submit", "redeploy", "status", "list", "logs", "probe", "cancel", "render"}
 
 

@@ -53,7 +53,8 @@ def wait_gone(ids: list[str]) -> dict[str, JobInfo]:
 
 
 def cancel_router(store: Store, rec: Record) -> list[str]:
-    adopt_router(rec)
+    if adopt_router(rec):
+        store.save(rec)
     router = rec.get(ROUTER) or {}
     if not router.get("job_id") or not any(j.live for j in slurm.query([router["job_id"]]).values()):
         return []
