@@ -196,6 +196,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def format_status(st: DeploymentStatus) -> str:
+    from glm5_hpc.domain.reach import NODE_ONLY
+
     rows = [("STAGE", "JOB", "STATE", "NODE", "ELAPSED", "EXIT", "REASON")]
     rows += [
         (s.stage, s.job_id or "-", s.state, s.node or "-", s.elapsed or "-", s.exit_code or "-", s.reason) for s in st.stages
@@ -206,7 +208,11 @@ def format_status(st: DeploymentStatus) -> str:
     lines.append(f"  endpoint: {st.endpoint or '-'}" + (f" ({st.endpoint_kind})" if st.endpoint_kind else ""))
     if st.router_job:
         stable = st.stable_endpoint or "not listening (router job not running)"
-        lines.append(f"  router:   {stable} (job {st.router_job}), forwarding to serve job {st.route_job or '-'}")
+        on = f" on node {st.router_node}" + (", reachable on that node only" if st.stable_endpoint_scope == NODE_ONLY else "")
+        lines.append(f"  router:   {stable} (job {st.router_job}{on if st.stable_endpoint else ''}), "
+                     f"forwarding to serve job {st.route_job or '-'}")  # fmt: skip
+    if NODE_ONLY in (st.endpoint_scope, st.stable_endpoint_scope):
+        lines.append(f"  reach:    from other machines, glm5_hpc probe/tunnel {st.name} go through the job on its node")
     if st.handovers or st.next_serve:
         lines.append(f"  handover: {st.handovers} so far; next: {st.next_serve or '-'}")
     detail = st.completion if st.healthy else st.health_reason
@@ -344,7 +350,7 @@ def _cmd_tunnel(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile) if args.profile else None
     shell = SSHShell(profile.ssh) if profile is not None and profile.ssh is not None else None
     try:
-        tunnel = Tunnel(args.local_port, endpoint_reader(args.name, profile, shell), upstream_opener(shell),
+        tunnel = Tunnel(args.local_port, endpoint_reader(args.name, profile, shell), upstream_opener(profile, shell),
                         lambda line: print(line, flush=True))  # fmt: skip
         tunnel.serve()
     finally:

@@ -20,6 +20,8 @@ from pathlib import Path
 from aiohttp import ClientConnectionError, web
 
 from glm5_hpc.adapters.files import write_json_atomic
+from glm5_hpc.domain.profile import LOOPBACK
+from glm5_hpc.domain.reach import CLUSTER, NODE_ONLY
 from glm5_hpc.domain.route import Route, parse_route
 from jobs.proxy import SESSION, forward, proxy_app, refused
 
@@ -85,11 +87,12 @@ def run_router(route_file: str, router_file: str, host: str, port: int) -> None:
     from glm5_hpc.adapters.endpoint import node_address, node_name
 
     node = node_name()
-    address = "127.0.0.1" if host in ("127.0.0.1", "localhost") else node_address(node)
+    address = "127.0.0.1" if host in LOOPBACK else node_address(node)
     job_id = os.environ.get("SLURM_JOB_ID", "")
 
     async def announce(_app: web.Application) -> None:
-        doc = {"job_id": job_id, "url": f"http://{address}:{port}", "node": node, "host": host, "at": time.time()}
+        scope = NODE_ONLY if host in LOOPBACK else CLUSTER
+        doc = {"job_id": job_id, "url": f"http://{address}:{port}", "node": node, "host": host, "scope": scope, "at": time.time()}
         write_json_atomic(Path(router_file), doc)
         print(f"glm5_hpc: router on {host}:{port} ({socket.getfqdn(node)}) following {route_file}", flush=True)
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -23,6 +24,8 @@ from glm5_hpc.adapters.files import read_json, write_json_atomic
 from glm5_hpc.adapters.policies import poll_until
 from glm5_hpc.adapters.probe import probe_health, run_ladder
 from glm5_hpc.domain.health import Verdict
+from glm5_hpc.domain.profile import LOOPBACK
+from glm5_hpc.domain.reach import CLUSTER, NODE_ONLY
 from glm5_hpc.domain.route import Route, may_claim, parse_route, superseded
 from glm5_hpc.domain.watch import WatchSpec
 
@@ -66,17 +69,14 @@ class Watcher(threading.Thread):
             if not self.stop.is_set():
                 self.give_up("the server never got an address")
             return
-        url, kind = found
+        url, kind, scope = found
         self.url = self.spec.public_url or url  # what clients (and the router) reach
         if self.spec.public_url:  # probes go to the server itself; users go through the gateway
-            self.health.record(
-                phase="loading",
-                endpoint=self.spec.public_url,
-                reason="",
-                endpoint_kind=f"API-key gateway on node {node_name()}; the server listens on its loopback",
-            )
-        else:
-            self.health.record(phase="loading", endpoint=url, endpoint_kind=kind, reason="")
+            node_only = urlsplit(self.spec.public_url).hostname in LOOPBACK
+            kind = f"API-key gateway on node {node_name()}" + (", reachable on that node only" if node_only else "")
+            scope = NODE_ONLY if node_only else CLUSTER
+        self.health.record(phase="loading", endpoint=self.url, endpoint_kind=kind, endpoint_scope=scope, node=node_name(),
+                           reason="")  # fmt: skip
         with httpx.Client() as client:
             if self.wait_ready(client, url):
                 self.liveness(client, url)

@@ -1,13 +1,23 @@
-"""Shared fixtures. Integration tests run against the project's own Slurm cluster, podman and the
-TensorRT-LLM stand-in; the session fixture starts them and FAILS the run if they cannot start."""
+"""Shared fixtures. Integration tests run against the project's own multi-node Slurm cluster,
+podman and the TensorRT-LLM stand-in; the session fixture starts them and FAILS the run if they
+cannot start.
+
+The suite has a cluster of its own: the `test` instance of scripts/local-cluster (its own
+slurmctld, nodes tcpu1, tgpu1 and tgpu2, and SLURM_CONF), so it never needs, shows or touches the
+jobs of the `main` instance where the README's first command deploys. Every Slurm command of the
+suite, and of what it runs, reads SLURM_CONF set here. HOME and the XDG directories point into a
+temporary directory for the same reason: no test writes the user's own state or config.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,12 +30,22 @@ REPO = Path(__file__).resolve().parent.parent
 STANDIN = REPO / "standin"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 _ports = itertools.count(18100)
+SLURM_CONF = "/etc/slurm-glm5-test/slurm.conf"
+CPU_NODE, GPU_NODES = "tcpu1", ("tgpu1", "tgpu2")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["SLURM_CONF"] = SLURM_CONF
+    home = Path(tempfile.mkdtemp(prefix="glm5-test-home-"))
+    for var, sub in (("HOME", ""), ("XDG_STATE_HOME", ".local/state"), ("XDG_CONFIG_HOME", ".config")):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+        os.environ[var] = str(home / sub)
 
 
 @pytest.fixture(scope="session")
 def cluster() -> None:
     """The local cluster and stand-in assets, started once (both commands are idempotent)."""
-    for cmd in (["scripts/local-cluster", "up"], ["scripts/standin-assets"]):
+    for cmd in (["scripts/local-cluster", "--instance", "test", "up"], ["scripts/standin-assets"]):
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             pytest.fail(f"{' '.join(cmd)} failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
@@ -116,3 +136,9 @@ def cleanup_deployments() -> Iterator[list[str]]:
     yield names
     for n in names:
         glm5("cancel", n)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = os.environ.get("HOME", "")
+    if Path(home).name.startswith("glm5-test-home-"):
+        shutil.rmtree(home, ignore_errors=True)

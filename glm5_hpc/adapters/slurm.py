@@ -99,6 +99,8 @@ class Submission:
     after_ok: str | None
     requeue: bool = False  # let Slurm requeue the job after a node failure (explicit either way: sites differ)
     begin: str | None = None  # sbatch --begin, e.g. now+3600
+    nodelist: str | None = None
+    exclude: str | None = None
 
 
 def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
@@ -124,7 +126,7 @@ def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
         stderr_to_stdout=True,
         additional_parameters=extra,
     )
-    for key in ("gres", "account", "qos"):
+    for key in ("gres", "account", "qos", "nodelist", "exclude"):
         if getattr(sub, key):
             params[key] = getattr(sub, key)
     executor.update_parameters(**params)

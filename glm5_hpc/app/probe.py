@@ -1,11 +1,16 @@
-"""`glm5_hpc probe`: the probe ladder once, from where the command runs, rung by rung."""
+"""`glm5_hpc probe`: the probe ladder once, from where the command runs, rung by rung. An
+endpoint that answers on its serve node only (a loopback bind, a container bridge IP) is probed
+through a step of the serve job on that node, over a private local port (app/tunnel.py)."""
 
 from __future__ import annotations
 
 import json
+import sys
+import threading
 
 import httpx
 
+from glm5_hpc.adapters.node_relay import needs_relay, open_local
 from glm5_hpc.adapters.probe import ReplyError, fetch, run_ladder
 from glm5_hpc.adapters.resources import load_profile
 from glm5_hpc.adapters.secrets import read_secret
@@ -14,6 +19,7 @@ from glm5_hpc.app.records import current_run
 from glm5_hpc.app.status import status
 from glm5_hpc.domain.health import RUNGS, Verdict
 from glm5_hpc.domain.profile import Health
+from glm5_hpc.domain.reach import Reach, serve_reach_of
 from glm5_hpc.errors import InputError
 
 __all__ = ["RUNGS", "probe"]
@@ -28,6 +34,9 @@ def probe(name: str | None, url: str | None, model_id: str | None, store: Store 
         (st,) = status([name], store)
         if not st.endpoint:
             raise InputError(f"deployment {name!r} has no endpoint now (serve job {st.phase}); see glm5_hpc status {name}")
+        reach = serve_reach_of(st.to_json())
+        if url is None and reach is not None and needs_relay(reach):
+            return _probe_through_job(name, reach, model_id, store)
         url = url or st.endpoint
         rec = store.load(name) or {}
         profile = load_profile((current_run(rec) or {}).get("profile_file") or rec.get("profile", ""))
@@ -47,3 +56,17 @@ def probe(name: str | None, url: str | None, model_id: str | None, store: Store 
         verdicts = run_ladder(client, url, model_id, health.prompt, health.expect, health.max_tokens,
                               health.request_timeout_s, health.completion_timeout_s, headers)  # fmt: skip
     return url, verdicts
+
+
+def _probe_through_job(name: str, reach: Reach, model_id: str | None, store: Store) -> tuple[str, list[Verdict]]:
+    from glm5_hpc.app.tunnel import Tunnel
+
+    tunnel = Tunnel(0, lambda: reach, lambda r: open_local(r, sys.executable), lambda _line: None)
+    tunnel.current = reach
+    threading.Thread(target=tunnel.serve, kwargs={"refresh": False}, daemon=True).start()
+    try:
+        local = f"http://127.0.0.1:{tunnel.local_port}"
+        _, verdicts = probe(name, local, model_id, store)
+    finally:
+        tunnel.close()
+    return f"{reach.url} (through serve job {reach.job_id} on node {reach.node})", verdicts

@@ -56,6 +56,7 @@ class DeploymentStatus:
     submission: str = ""
     endpoint: str | None = None
     endpoint_kind: str = ""
+    endpoint_scope: str = ""  # "node": answers on the serve node only (probe and tunnel go through the job); "cluster"
     phase: str = "waiting"
     healthy: bool = False
     health_reason: str = ""
@@ -69,7 +70,9 @@ class DeploymentStatus:
     health_history: list[dict[str, Any]] = field(default_factory=list)
     logs: str = ""
     stable_endpoint: str | None = None  # the router's address, while its job runs (profile router:)
+    stable_endpoint_scope: str = ""
     router_job: str | None = None
+    router_node: str = ""
     route_job: str | None = None  # the serve job the router forwards to
     handovers: int = 0  # serve jobs that took over from this run's first one
     next_serve: str = ""  # a queued successor: "job N, PENDING (BeginTime)"
@@ -175,6 +178,7 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
         st.phase = str(health.get("phase", "waiting"))
         st.endpoint = health.get("endpoint")
         st.endpoint_kind = str(health.get("endpoint_kind", ""))
+        st.endpoint_scope = str(health.get("endpoint_scope", ""))
         st.health_reason = str(health.get("reason", ""))
         st.completion = str(health.get("completion", ""))
         st.healthy = st.phase == "ready"
@@ -194,6 +198,8 @@ def _router_fields(st: DeploymentStatus, rec: Record, run: Run, infos: dict[str,
         where = read_json(Path(router.get("router_file", "")))
         if infos.get(router["job_id"], JobInfo("", UNKNOWN)).state == "RUNNING" and where.get("job_id") == router["job_id"]:
             st.stable_endpoint = where.get("url")
+            st.stable_endpoint_scope = str(where.get("scope", ""))
+            st.router_node = str(where.get("node", ""))
     chain = serve_chain(run)
     st.handovers = len(chain) - 1 if chain else 0
     waiting = [j for j, _ in chain if infos.get(j, JobInfo(j, UNKNOWN)).state == "PENDING"]

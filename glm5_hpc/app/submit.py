@@ -149,6 +149,7 @@ def submit_run(store: Store, rec: Record, profile: Profile, name: str, from_stag
                 account=profile.slurm.account, qos=profile.slurm.qos,
                 after_ok=submitted[step.after] if step.after else None,
                 requeue=serve and (profile.health.restart == "restart" or at_limit),
+                nodelist=res.nodelist, exclude=res.exclude,
             )  # fmt: skip
             watch = _watch_spec(profile, name, paths) if serve else None
             sources = dict(profile.container.secrets) if serve else None  # where to read them, not their values

@@ -26,6 +26,7 @@ _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _FLAG = re.compile(r"^[A-Za-z0-9_.,:=/@+%-]{1,512}$")
 _HOST = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
 _CUDA_ARCH = re.compile(r"^[0-9a-z;-]{1,64}$")
+_NODES = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,\[\]-]{0,511}$")
 
 
 def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
@@ -46,6 +47,7 @@ SlurmTime = Annotated[str, _matching(_TIME, "Slurm time limit [D-]HH:MM:SS")]
 Mem = Annotated[str, _matching(_MEM, "Slurm memory size such as 64G")]
 Flag = Annotated[str, _matching(_FLAG, "container run flag")]
 Host = Annotated[str, _matching(_HOST, "host name or address")]
+NodeList = Annotated[str, _matching(_NODES, "Slurm node list such as gpu[1-4],gpu7")]
 EnvValue = Annotated[str, _matching(re.compile(r"^[^\n\r\x00]{0,4096}$"), "environment value (one line)")]
 
 
@@ -54,6 +56,9 @@ def _env_keys(env: dict[str, str]) -> dict[str, str]:
         if not _ENV_KEY.fullmatch(key):
             raise ValueError(f"{key!r} is not a valid environment variable name")
     return env
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class _Strict(BaseModel):
@@ -67,6 +72,8 @@ class StageResources(_Strict):
     mem: Mem
     gpus: int = Field(default=0, ge=0, le=64)
     gpu_type: Name | None = None
+    nodelist: NodeList | None = None  # sbatch --nodelist: only these nodes
+    exclude: NodeList | None = None  # sbatch --exclude: never these nodes (a bad node, one kept for others)
 
     @property
     def time_minutes(self) -> int:
@@ -319,6 +326,12 @@ class Profile(_Strict):
         if self.serve.host is None:
             default = "0.0.0.0" if self.container.network == "bridge" else "127.0.0.1"  # noqa: S104 - node-local in a bridge
             object.__setattr__(self, "serve", self.serve.model_copy(update={"host": default}))
+        if self.router.enabled and (unreachable := self.node_local_endpoint()):
+            raise ValueError(
+                f"router.enabled: the router job runs on another node than the serve job and could not reach its "
+                f"endpoint ({unreachable}); set serve.host: 0.0.0.0 with container.network host, or container.publish: "
+                "true with the bridge network, or gateway.enabled (its gateway.host is what the router reaches)"
+            )
         if self.handover.mode == "overlap" and not self.router.enabled:
             raise ValueError("handover.mode overlap needs router.enabled (clients follow the handover through the router)")
         serve_s = self.stages.serve.time_minutes * 60
@@ -333,6 +346,14 @@ class Profile(_Strict):
                 f"but stages.serve.gpus is {self.stages.serve.gpus}"
             )
         return self
+
+    def node_local_endpoint(self) -> str:
+        """What makes the serve endpoint reachable from its own node only ("" when other nodes reach it)."""
+        if self.gateway.enabled:
+            return "" if self.gateway.host not in LOOPBACK else f"gateway.host {self.gateway.host} is the node's loopback"
+        if self.container.network == "bridge":
+            return "" if self.container.publish else "a container bridge IP, with container.publish false"
+        return "" if self.serve.host not in LOOPBACK else f"serve.host {self.serve.host} is the node's loopback"
 
     @property
     def model_path(self) -> PurePosixPath:

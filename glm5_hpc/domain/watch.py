@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 from glm5_hpc.domain.profile import Gateway, Health
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
 
 @dataclass(frozen=True)
 class WatchSpec:
