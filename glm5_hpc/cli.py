@@ -139,12 +139,16 @@ def _wait_args(s: argparse.ArgumentParser) -> None:
 
 
 def _submitted(name: str, run: dict[str, Any], args: argparse.Namespace) -> int:
-    from glm5_hpc.app.waiting import wait
-
     jobs = ", ".join(f"{s['stage']}={s['job_id'] or 'skipped'}" for s in run["stages"])
     print(f"submitted deployment {name} run {run['run_id']}: {jobs}", flush=True)
     if not args.wait:
         return 0
+    return _waited(name, args)
+
+
+def _waited(name: str, args: argparse.Namespace) -> int:
+    from glm5_hpc.app.waiting import wait
+
     st = wait(name, args.timeout, lambda line: print(f"  {line}", flush=True))
     print(f"healthy: {st.endpoint} ({st.endpoint_kind})")
     print(f"completion: {st.completion}")
@@ -155,9 +159,19 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from glm5_hpc.adapters.resources import load_profile
     from glm5_hpc.app.submit import submit
 
+    from glm5_hpc.errors import LiveJobsError
+
     profile = load_profile(args.profile)
     name = args.name or profile.name
-    return _submitted(name, submit(profile, name, rebuild=args.rebuild), args)
+    try:
+        run = submit(profile, name, rebuild=args.rebuild)
+    except LiveJobsError as exc:
+        if not args.wait or args.rebuild:
+            raise
+        print(f"deployment {name} is already submitted (jobs {', '.join(exc.job_ids)}): waiting for it instead of "
+              f"submitting a second chain beside it (glm5_hpc redeploy {name} replaces it)", flush=True)  # fmt: skip
+        return _waited(name, args)
+    return _submitted(name, run, args)
 
 
 def _cmd_redeploy(args: argparse.Namespace) -> int:
@@ -429,11 +443,11 @@ def _forward_if_remote(args: argparse.Namespace, argv: list[str]) -> int | None:
     if profile.ssh is None:
         return None
     from glm5_hpc.adapters.shell import SSHShell
-    from glm5_hpc.app.remote import forward, with_profile_name
+    from glm5_hpc.app.remote import forward
 
     shell = SSHShell(profile.ssh)
     try:
-        return forward(profile, with_profile_name(argv, profile.name), shell)
+        return forward(profile, argv, shell)
     finally:
         shell.close()
 

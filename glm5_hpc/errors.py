@@ -31,3 +31,15 @@ class SlurmError(Glm5Error):
 
 class StateError(Glm5Error):
     """A deployment record is missing, corrupt or locked."""
+
+
+class LiveJobsError(StateError):
+    """The deployment already has jobs in Slurm: a second chain would run beside them."""
+
+    def __init__(self, name: str, job_ids: list[str]) -> None:
+        super().__init__(
+            f"deployment {name!r} still has jobs in Slurm ({', '.join(job_ids)}); "
+            f"use glm5_hpc redeploy {name}, or cancel it first, or choose another --name"
+        )
+        self.name = name
+        self.job_ids = job_ids

@@ -129,6 +129,36 @@ def eventually(check: Callable[[], bool], timeout_s: float = 60, interval_s: flo
     return check()
 
 
+ROUTED = {  # the router job runs on the CPU node: the serve endpoint and the router listen on their nodes' addresses
+    "serve": {"host": "0.0.0.0", "port": "auto"},
+}
+_router_ports = itertools.count(18400)
+MODEL = "GLM-5-nvfp4-v1"
+
+
+def routed_profile(make_profile: Callable[..., Path], name: str, **over: Any) -> Path:
+    """A profile with a router, reachable from the login node where the tests' clients run."""
+    router = {"enabled": True, "host": "0.0.0.0", "port": next(_router_ports), "drain_s": 3}
+    return make_profile(name, **deep_update(deep_update({"router": router}, json.loads(json.dumps(ROUTED))), over))
+
+
+def start_load(name: str) -> Any:
+    """A client sending completions back to back through the deployment's stable endpoint."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from load_client import LoadClient
+
+    dep = status_json(name)
+    assert dep["healthy"] and dep["stable_endpoint"], dep
+    client = LoadClient(dep["stable_endpoint"], MODEL)
+    client.start()
+    assert eventually(lambda: sum(o.ok for o in client.outcomes) >= 5, timeout_s=30)
+    return client
+
+
+def report(what: str, summary: dict[str, object]) -> None:
+    print(f"{what}: {json.dumps(summary)}")  # shown with pytest -s; the numbers in docs come from the benchmark
+
+
 @pytest.fixture
 def cleanup_deployments() -> Iterator[list[str]]:
     """Names registered here are cancelled after the test, pass or fail: no job outlives a test."""

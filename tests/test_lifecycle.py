@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GLM5_HPC, containers, eventually, glm5, squeue_ids, status_json
+from tests.conftest import GLM5_HPC, GPU_NODES, containers, eventually, glm5, squeue_ids, status_json
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -235,8 +235,7 @@ def test_redeploy_resubmits_only_serve_and_keeps_history(
 
 
 def test_two_deployments_of_one_profile(make_profile: Callable[..., Path], cleanup_deployments: list[str]) -> None:
-    # 4 GPUs each: the node has 8, so both serve jobs run at once (8 each would queue on Resources)
-    profile = make_profile("pair", serve={"port": "auto", "tp_size": 4}, stages={"serve": {"gpus": 4}})
+    profile = make_profile("pair", serve={"port": "auto"})  # 8 GPUs each: one GPU node each
     cleanup_deployments.extend(["pair-a", "pair-b"])
     for name in ("pair-a", "pair-b"):
         glm5("submit", "--profile", str(profile), "--name", name, check=True)
@@ -244,8 +243,8 @@ def test_two_deployments_of_one_profile(make_profile: Callable[..., Path], clean
         proc = subprocess.run([str(GLM5_HPC), "status", name], capture_output=True, text=True)
         assert proc.returncode == 0
     assert eventually(lambda: all(status_json(n)["healthy"] for n in ("pair-a", "pair-b")), timeout_s=180)
-    endpoints = {status_json(n)["endpoint"] for n in ("pair-a", "pair-b")}
-    assert len(endpoints) == 2  # auto ports: both serve on the same node
+    nodes = {status_json(n)["stages"][2]["node"] for n in ("pair-a", "pair-b")}
+    assert nodes == set(GPU_NODES)  # each serve job holds a whole GPU node
     listed = glm5("list", check=True).stdout
     assert "pair-a" in listed and "pair-b" in listed
     glm5("cancel", "pair-a", check=True)

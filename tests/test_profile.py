@@ -141,6 +141,7 @@ def test_handover_needs_the_router_and_room_before_the_limit() -> None:
         parse(with_value("handover", {"mode": "overlap", "lead_s": 600}))
     doc = with_value("handover", {"mode": "overlap", "lead_s": 7200})  # serve time is 4 h: 14400 s
     doc["router"] = {"enabled": True}
+    doc["serve"]["host"] = "0.0.0.0"
     with pytest.raises(ProfileError, match=r"handover.lead_s 7200 must be under half of stages.serve.time \(14400 s\)"):
         parse(doc)
     doc["handover"]["lead_s"] = 1800
@@ -149,3 +150,31 @@ def test_handover_needs_the_router_and_room_before_the_limit() -> None:
         parse(with_value("router", {"enabled": True, "port": 0}))
     with pytest.raises(ProfileError, match=r"router.host"):
         parse(with_value("router", {"enabled": True, "host": "$(reboot)"}))
+
+
+def test_router_needs_an_endpoint_other_nodes_reach() -> None:
+    """The router job runs on a CPU node: a serve endpoint on the GPU node's loopback or a container
+    bridge IP is refused, naming the keys and the fix; the node's address, a published port or a
+    gateway listening on the node's address are accepted."""
+    with pytest.raises(
+        ProfileError,
+        match=r"router.enabled: .* could not reach its endpoint \(serve.host 127.0.0.1 is the node's"
+        r" loopback\); set serve.host: 0.0.0.0 with container.network host, or container.publish: true",
+    ):
+        parse(with_value("router", {"enabled": True}))
+    bridge = with_value("router", {"enabled": True})
+    bridge["container"]["network"] = "bridge"
+    del bridge["serve"]["host"]
+    with pytest.raises(ProfileError, match=r"\(a container bridge IP, with container.publish false\)"):
+        parse(bridge)
+    bridge["container"]["publish"] = True
+    assert parse(bridge).router.enabled  # type: ignore[attr-defined]
+    wide = with_value("router", {"enabled": True})
+    wide["serve"]["host"] = "0.0.0.0"
+    assert parse(wide).router.enabled  # type: ignore[attr-defined]
+    gated = with_value("router", {"enabled": True})
+    gated["gateway"] = {"enabled": True, "api_key": {"file": "/x/key"}}
+    assert parse(gated).router.enabled  # type: ignore[attr-defined]
+    gated["gateway"]["host"] = "127.0.0.1"
+    with pytest.raises(ProfileError, match=r"gateway.host 127.0.0.1 is the node's loopback"):
+        parse(gated)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import GLM5_HPC, REPO, containers, eventually, glm5, squeue_ids
+from tests.conftest import GLM5_HPC, REPO, SLURM_CONF, containers, eventually, glm5, squeue_ids
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -59,6 +59,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             "PasswordAuthentication=no",
             "-o",
             f"PidFile={d / 'sshd.pid'}",
+            "-o",  # the "login node" side talks to the suite's cluster and keeps its records apart from the user's
+            f"SetEnv=SLURM_CONF={SLURM_CONF} GLM5_HPC_STATE_DIR={d / 'login-state'} XDG_CONFIG_HOME={d / 'login-config'}",
         ],
         stderr=log,
     )
@@ -181,7 +183,8 @@ def test_laptop_submit_status_tunnel_cancel(
             while not first.startswith("tunnel: http://127.0.0.1:"):
                 first = tunnel.stdout.readline()  # type: ignore[union-attr]
             local = first.split()[1]
-            assert first.strip().endswith(f"-> {dep['endpoint']}; Ctrl-C to stop")
+            assert first.strip().endswith(f"-> {dep['endpoint']} (through job {dep['stages'][2]['job_id']} on node "
+                                          f"{dep['stages'][2]['node']}, where it answers); Ctrl-C to stop")  # fmt: skip
             models = httpx.get(f"{local}/v1/models", timeout=10).json()
             assert models["data"][0]["id"] == "GLM-5-nvfp4-v1"
             completion = httpx.post(
@@ -219,7 +222,7 @@ def test_laptop_submit_status_tunnel_cancel(
         finally:
             tunnel.terminate()
             out, _ = tunnel.communicate(timeout=10)
-        assert f"tunnel: endpoint is now {moved['endpoint']}" in out
+        assert f"tunnel: endpoint is now {moved['endpoint']} (through job " in out
 
         ids = {s["job_id"] for s in moved["stages"] if s["job_id"]}
         cancel = subprocess.run(

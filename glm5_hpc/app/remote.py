@@ -24,7 +24,13 @@ from glm5_hpc.domain.profile import Profile
 from glm5_hpc.errors import Glm5Error
 
 ON_LOGIN_NODE = "GLM5_HPC_ON_LOGIN_NODE"
-REMOTE_PROFILES = ".config/glm5_hpc/profiles"
+
+
+def remote_profile(profile: Profile) -> str:
+    """Where the uploaded profile lives on the login node: inside glm5_hpc's own remote venv, so an
+    upload never replaces a profile of the user's own there."""
+    assert profile.ssh is not None
+    return f"{profile.ssh.remote_venv}/profiles/{profile.name}.yaml"
 
 
 def on_login_node() -> bool:
@@ -60,7 +66,7 @@ def setup(profile: Profile, shell: SSHShell) -> str:
     assert profile.ssh is not None
     venv = profile.ssh.remote_venv
     name, data = installed_wheel()
-    remote_wheel = f".cache/glm5_hpc/{name}"
+    remote_wheel = f"{venv}/wheels/{name}"
     shell.put(data, remote_wheel, 0o644)
     steps = [
         ["sh", "-c", f"test -x {shlex.quote(venv)}/bin/python || {shlex.quote(profile.ssh.python)} -m venv {shlex.quote(venv)}"],
@@ -84,15 +90,15 @@ def setup(profile: Profile, shell: SSHShell) -> str:
 def forward(profile: Profile, argv: list[str], shell: SSHShell) -> int:
     """Run `glm5_hpc ARGV` on the login node with the profile uploaded; stream output; return its exit code."""
     assert profile.ssh is not None
-    shell.put(Path(profile.source).read_bytes(), f"{REMOTE_PROFILES}/{profile.name}.yaml")
-    r = shell.run(["env", f"{ON_LOGIN_NODE}=1", _remote_tool(profile), *argv], stream=True)
+    shell.put(Path(profile.source).read_bytes(), remote_profile(profile))
+    r = shell.run(["env", f"{ON_LOGIN_NODE}=1", _remote_tool(profile), *with_profile(argv, remote_profile(profile))], stream=True)
     if r.rc == 127:
         raise Glm5Error(f"glm5_hpc is not installed on {shell.where}; run: glm5_hpc remote setup --profile {profile.name}")
     return r.rc
 
 
-def with_profile_name(argv: list[str], name: str) -> list[str]:
-    """argv with the --profile value (a path on the laptop) replaced by the uploaded profile's name."""
+def with_profile(argv: list[str], name: str) -> list[str]:
+    """argv with the --profile value (a path on the laptop) replaced by the uploaded profile's path."""
     out, skip = [], False
     for i, arg in enumerate(argv):
         if skip:

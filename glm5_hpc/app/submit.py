@@ -31,7 +31,7 @@ from glm5_hpc.domain.plan import RunPaths, StagePlan, plan_chain, wheel_key
 from glm5_hpc.domain.profile import Profile
 from glm5_hpc.domain.render import RenderContext, render_run
 from glm5_hpc.domain.watch import WatchSpec
-from glm5_hpc.errors import Glm5Error, InputError, SlurmError, StateError
+from glm5_hpc.errors import Glm5Error, InputError, LiveJobsError, SlurmError
 from jobs.handover import HandoverPlan
 from jobs.stage import run_stage
 
@@ -93,10 +93,7 @@ def submit(profile: Profile, name: str, store: Store | None = None, rebuild: boo
         rec = store.load(name) or {"name": name, "runs": []}
         live = [j for j in slurm.query(job_ids(current_run(rec))).values() if j.live]
         if live:
-            raise StateError(
-                f"deployment {name!r} still has jobs in Slurm ({', '.join(j.job_id for j in live)}); "
-                f"use glm5_hpc redeploy {name}, or cancel it first, or choose another --name"
-            )
+            raise LiveJobsError(name, [j.job_id for j in live])
         ensure_router(store, rec, profile, name)
         return submit_run(store, rec, profile, name, from_stage=BUILD if rebuild else None, skip_prepared=False)
 
