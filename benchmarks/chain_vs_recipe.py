@@ -3,7 +3,7 @@ hand, on the local cluster, with the same stand-in stage scripts and durations.
 
     .venv/bin/python benchmarks/chain_vs_recipe.py [--trials 3]
 
-Three flows per trial, one after another on the one node:
+Three flows per trial, one after another, each serving on the same GPU node:
 - glm5_hpc: `submit --rebuild --wait` (prep-model -> build-wheel -> serve, all three run);
 - hand chain: the same rendered stage scripts submitted with plain `sbatch --dependency=afterok`,
   then NVIDIA's wait_server.sh loop (`curl /health`, sleep 10 s);
@@ -113,6 +113,7 @@ def hand(scripts: Path, res: dict[str, dict[str, Any]], manual: bool, logs: Path
             "-o",
             str(logs / "%j.out"),
             *gres,
+            *(["--nodelist", r["nodelist"]] if r.get("nodelist") else []),
         ]
 
     serve_env = f"--export=ALL,GLM5_SERVE_PORT={PORT}"

@@ -20,6 +20,15 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 GLM5_HPC = str(Path(sys.executable).parent / "glm5_hpc")
+# Benchmarks run on the local cluster's test instance (scripts/local-cluster --instance test up), as
+# the tests do, so a deployment of the main instance never shares their nodes.
+os.environ.setdefault("SLURM_CONF", "/etc/slurm-glm5-test/slurm.conf")
+SERVE_NODE = "tgpu1"  # the GPU node the timed serve jobs run on; the probes reach it at its address
+
+
+def node_address(node: str = SERVE_NODE) -> str:
+    out = subprocess.run(["scontrol", "show", "node", "-o", node], capture_output=True, text=True, check=True).stdout
+    return next(f.split("=", 1)[1] for f in out.split() if f.startswith("NodeAddr="))
 
 
 def bench_profile(root: Path, port: int, **overrides: Any) -> Path:
@@ -30,7 +39,8 @@ def bench_profile(root: Path, port: int, **overrides: Any) -> Path:
     shutil.copytree(REPO / "standin" / "checkpoint" / "GLM-5-nvfp4-v1", model)
     doc["work_dir"] = str(root / "work")
     doc["model"]["path"] = str(model)
-    doc["serve"]["port"] = port
+    doc["serve"].update(port=port, host="0.0.0.0")  # noqa: S104 - the node's address: the benchmark polls it from here
+    doc["stages"]["serve"]["nodelist"] = SERVE_NODE
     doc["stages"]["build-wheel"].update(gpus=1, gpu_type="b200")
     for key, value in overrides.items():
         doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
@@ -105,7 +115,7 @@ def wait_gone(ids: list[str], port: int, timeout_s: float = 120) -> None:
 
 def answers(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+        return httpx.get(f"http://{node_address()}:{port}/health", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -120,10 +130,11 @@ class AnswerPoller(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
+        url = f"http://{node_address()}:{self.port}/health"
         with httpx.Client() as client:
             while not self.stop.is_set():
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    if client.get(url, timeout=1).status_code == 200:
                         self.first_ok = time.time()
                         return
                 time.sleep(0.005)
@@ -133,7 +144,7 @@ def curl_loop(port: int, interval_s: float = 10, timeout_s: float = 1800) -> flo
     """NVIDIA's wait_server.sh: curl /health, sleep 10 s, until it answers. Returns when it saw it."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        curl = ["curl", "-sf", "-o", "/dev/null", "--max-time", "5", f"http://127.0.0.1:{port}/health"]
+        curl = ["curl", "-sf", "-o", "/dev/null", "--max-time", "5", f"http://{node_address()}:{port}/health"]
         if subprocess.run(curl, check=False).returncode == 0:
             return time.time()
         time.sleep(interval_s)

@@ -158,7 +158,6 @@ def _waited(name: str, args: argparse.Namespace) -> int:
 def _cmd_submit(args: argparse.Namespace) -> int:
     from glm5_hpc.adapters.resources import load_profile
     from glm5_hpc.app.submit import submit
-
     from glm5_hpc.errors import LiveJobsError
 
     profile = load_profile(args.profile)

@@ -8,7 +8,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import STANDIN, containers, eventually, glm5, squeue_ids, status_json
@@ -40,9 +39,11 @@ def test_submit_healthy_status_cancel(make_profile: Callable[..., Path], cleanup
     ids = [stages[s]["job_id"] for s in stages]
     assert sacct_names(ids) == {stages[s]["job_id"]: f"glm5-chain-{s}" for s in stages}  # real Slurm job ids
 
-    # the endpoint status shows answers, with the model the recipe names
-    models = httpx.get(f"{dep['endpoint']}/v1/models", timeout=5).json()
-    assert models["data"][0]["id"] == "GLM-5-nvfp4-v1"
+    # the endpoint status shows answers, with the model the recipe names; it is the serve node's
+    # loopback, so from this login node the probe goes through a step of the serve job
+    assert dep["endpoint_scope"] == "node"
+    probe = glm5("probe", "chain")
+    assert probe.returncode == 0 and "models     ok     /v1/models lists 'GLM-5-nvfp4-v1'" in probe.stdout, probe.stdout
     serve_container = f"glm5-chain-serve-{stages['serve']['job_id']}"
     assert serve_container in containers()
 

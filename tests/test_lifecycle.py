@@ -34,6 +34,26 @@ def test_two_submits_at_once_one_wins(make_profile: Callable[..., Path], cleanup
     assert len(record["runs"]) == 1 and len(record["runs"][0]["stages"]) == 3
 
 
+def test_submit_again_waits_for_the_live_deployment(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path
+) -> None:
+    """The README's first command run a second time while its deployment serves: it says so, waits
+    for the running deployment (already healthy: at once) and prints its endpoint; no second chain."""
+    profile = make_profile("twice")
+    cleanup_deployments.append("twice")
+    glm5("submit", "--profile", str(profile), "--name", "twice", "--wait", "--timeout", "240", check=True)
+    jobs = squeue_ids()
+    again = glm5("submit", "--profile", str(profile), "--name", "twice", "--wait", "--timeout", "60", check=True)
+    serve = status_json("twice")["stages"][2]["job_id"]
+    assert again.stdout.startswith(f"deployment twice is already submitted (jobs {serve}): waiting for it"), again.stdout
+    assert f"healthy: {status_json('twice')['endpoint']}" in again.stdout
+    assert squeue_ids() <= jobs  # nothing new was submitted
+    record = json.loads((state_dir / "deployments" / "twice.json").read_text())
+    assert len(record["runs"]) == 1
+    plain = glm5("submit", "--profile", str(profile), "--name", "twice")
+    assert plain.returncode == 1 and f"deployment 'twice' still has jobs in Slurm ({serve})" in plain.stderr
+
+
 def test_corrupt_record_is_named(state_dir: Path) -> None:
     (state_dir / "deployments").mkdir(parents=True)
     bad = state_dir / "deployments" / "broken.json"

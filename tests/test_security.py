@@ -33,7 +33,7 @@ def test_secrets_reach_the_server_and_nowhere_else(
     profile = make_profile(
         "secret",
         container={"secrets": {"HF_TOKEN": {"file": str(vault / "hf_token")}}},
-        gateway={"enabled": True, "api_key": {"file": str(vault / "api_key")}, "host": "127.0.0.1"},
+        gateway={"enabled": True, "api_key": {"file": str(vault / "api_key")}},  # on the node's address: reachable from here
         serve={"port": "auto"},
     )
     cleanup_deployments.append("secret")
