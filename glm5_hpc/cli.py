@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("src", type=Path, metavar="SRC")
     s.add_argument("--check", action="store_true", help="report each patch's state; exit 1 if any is needed")
 
+    s = sub.add_parser("patch-flashinfer", help="give GLM-5 the flashinfer it needs (Step 7): patch, or say why not")
+    s.add_argument("path", type=Path, metavar="PATH", help="a flashinfer package directory, or a site-packages directory")
+    s.add_argument("--check", action="store_true", help="report the state and change nothing")
+
     s = sub.add_parser("render", help="print the scripts a submission would write, without submitting")
     s.add_argument("--profile", required=True)
     s.add_argument("--name", help="deployment name (default: the profile's name)")
@@ -319,6 +323,13 @@ def _cmd_patch_source(args: argparse.Namespace) -> int:
     return 1 if args.check and any(o.state == "needed" for o in outcomes) else 0
 
 
+def _cmd_patch_flashinfer(args: argparse.Namespace) -> int:
+    from glm5_hpc.adapters.flashinfer_files import patch_flashinfer
+
+    print(patch_flashinfer(args.path, check=args.check).line())  # drift raises: exit 1 with the file named
+    return 0
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     from glm5_hpc.app.render import render_preview
 
@@ -461,6 +472,7 @@ COMMANDS = {
     "cancel": _cmd_cancel,
     "prep": _cmd_prep,
     "patch-source": _cmd_patch_source,
+    "patch-flashinfer": _cmd_patch_flashinfer,
     "render": _cmd_render,
     "preflight": _cmd_preflight,
     "remote": _cmd_remote,

@@ -1,19 +1,18 @@
-"""Inside the serve container: patch flashinfer's MLA shape check (recipe Step 7), report the state.
+"""Inside the serve container: give GLM-5 the flashinfer it needs (recipe Step 7), report the state.
 
 Run as `python3 -m jobs.patch_flashinfer --record FILE` with the tool's packages on PYTHONPATH.
-Stdlib only: the container's Python has none of glm5_hpc's dependencies.
+Stdlib only: the container's Python has none of glm5_hpc's dependencies. Only drift fails the
+stage: a flashinfer that already accepts qk_nope_head_dim 192, or has no such check, is not needed.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
-from glm5_hpc.adapters.files import write_atomic
-from glm5_hpc.adapters.patch_files import apply_patches
+from glm5_hpc.adapters.flashinfer_files import patch_flashinfer, record
 from glm5_hpc.domain.recipe_patches import FLASHINFER_MLA_CHECK
 from glm5_hpc.errors import Glm5Error
 
@@ -31,18 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = flashinfer_dir()
     if root is None:
-        outcome = {"patch": FLASHINFER_MLA_CHECK.name, "state": "flashinfer not installed", "changed": False}
+        doc: dict[str, object] = {"patch": FLASHINFER_MLA_CHECK.name, "state": "flashinfer not installed", "changed": False}
+        print("glm5_hpc: flashinfer: not installed", flush=True)
     else:
         try:
-            (result,) = apply_patches(root, (FLASHINFER_MLA_CHECK,))
+            outcome = patch_flashinfer(root)
         except Glm5Error as exc:
             print(f"glm5_hpc: flashinfer patch failed: {exc}", file=sys.stderr)
-            failed = {"patch": FLASHINFER_MLA_CHECK.name, "state": "drift", "error": str(exc)}
-            write_atomic(args.record, json.dumps(failed).encode())
+            record(args.record, {"patch": FLASHINFER_MLA_CHECK.name, "state": "drift", "error": str(exc)})
             return 1
-        outcome = {"patch": result.patch, "file": result.file, "state": result.state, "changed": result.changed}
-    print(f"glm5_hpc: flashinfer: {outcome['state']}{' -> patched' if outcome['changed'] else ''}", flush=True)
-    write_atomic(args.record, (json.dumps(outcome) + "\n").encode())
+        doc = outcome.to_json()
+        print(f"glm5_hpc: {outcome.line()}", flush=True)
+    record(args.record, doc)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Source and flashinfer patches: applied / already applied / fixed upstream / drift, verified."""
+"""Source patches: applied / already applied / drift, verified (flashinfer: test_flashinfer.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from glm5_hpc.adapters.patch_files import apply_patches
 from glm5_hpc.app.source import patch_source
 from glm5_hpc.domain.patching import PatchState, classify, digest
-from glm5_hpc.domain.recipe_patches import ATTENTION_OP, FLASHINFER_MLA_CHECK, SOURCE_PATCHES
+from glm5_hpc.domain.recipe_patches import ATTENTION_OP, SOURCE_PATCHES
 from glm5_hpc.errors import PatchDriftError
 from tests.conftest import STANDIN
 
@@ -62,25 +61,6 @@ def test_drift_is_an_error_naming_file_and_patch_and_writes_nothing(src: Path) -
 def test_missing_file_is_drift(tmp_path: Path) -> None:
     with pytest.raises(PatchDriftError, match=r"does not exist; is .* the right source tree"):
         patch_source(tmp_path)
-
-
-def test_flashinfer_three_states(tmp_path: Path) -> None:
-    mla = tmp_path / "mla.py"
-    shutil.copy(STANDIN / "flashinfer" / "flashinfer" / "mla.py", mla)
-    (o,) = apply_patches(tmp_path, (FLASHINFER_MLA_CHECK,))
-    assert (o.state, o.changed) == ("needed", True)
-    assert "    if False and qk_nope_head_dim != 128:\n" in mla.read_text()
-    (o,) = apply_patches(tmp_path, (FLASHINFER_MLA_CHECK,))
-    assert (o.state, o.changed) == ("already applied", False)
-    # newer flashinfer accepts 192 itself: nothing to do, and it says so
-    mla.write_text(
-        "def f(qk_nope_head_dim):\n    if qk_nope_head_dim != 128 and qk_nope_head_dim != 192:\n        raise ValueError\n"
-    )
-    (o,) = apply_patches(tmp_path, (FLASHINFER_MLA_CHECK,))
-    assert (o.state, o.changed) == ("fixed upstream", False)
-    mla.write_text("def f(d):\n    check_dims(d)\n")
-    with pytest.raises(PatchDriftError, match="flashinfer-mla-qk-nope-head-dim"):
-        apply_patches(tmp_path, (FLASHINFER_MLA_CHECK,))
 
 
 def test_old_text_twice_is_drift() -> None:

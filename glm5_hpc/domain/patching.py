@@ -16,7 +16,6 @@ from enum import StrEnum
 class PatchState(StrEnum):
     NEEDED = "needed"  # the old text is present once: apply
     APPLIED = "already applied"  # our new text is present
-    UPSTREAM_FIXED = "fixed upstream"  # upstream's own fix is present: nothing to do
     DRIFT = "drift"  # none of the known texts: the source changed under us
 
 
@@ -27,15 +26,12 @@ class TextPatch:
     old: str
     new: str
     why: str
-    upstream_fixed: str | None = None  # text whose presence means upstream already fixed it
     verify: str = ""  # what the recipe's Verify step looks for, for the drift message
 
 
 def classify(patch: TextPatch, text: str) -> PatchState:
     if patch.new in text and patch.old not in text:
         return PatchState.APPLIED
-    if patch.upstream_fixed is not None and patch.upstream_fixed in text:
-        return PatchState.UPSTREAM_FIXED
     if text.count(patch.old) == 1:
         return PatchState.NEEDED
     return PatchState.DRIFT
@@ -56,8 +52,8 @@ def apply(patch: TextPatch, text: str) -> str:
 
 
 def verified(patch: TextPatch, text: str) -> bool:
-    """The recipe's Verify step: the new text is present and the old one is gone (or upstream fixed it)."""
-    return classify(patch, text) in (PatchState.APPLIED, PatchState.UPSTREAM_FIXED)
+    """The recipe's Verify step: the new text is present and the old one is gone."""
+    return classify(patch, text) is PatchState.APPLIED
 
 
 def digest(patches: tuple[TextPatch, ...]) -> str:

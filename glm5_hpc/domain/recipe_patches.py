@@ -42,7 +42,6 @@ FLASHINFER_MLA_CHECK = TextPatch(
     path="mla.py",
     old="    if qk_nope_head_dim != 128:\n",
     new="    if False and qk_nope_head_dim != 128:\n",
-    upstream_fixed="qk_nope_head_dim != 128 and qk_nope_head_dim != 192",
     why="after absorption the kernel sees d_qk=576, d_v=512 whatever qk_nope_head_dim is (GLM-5: 192)",
     verify="`grep -n qk_nope_head_dim flashinfer/mla.py`",
 )
