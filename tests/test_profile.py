@@ -56,8 +56,8 @@ def test_unknown_key_lists_valid_keys() -> None:
     with pytest.raises(ProfileError) as err:
         parse(with_value("serve.tp_sise", 8))
     assert str(err.value) == (
-        "profile p.yaml: unknown key serve.tp_sise; valid keys here: enable_chunked_prefill, host, kv_cache, "
-        "max_batch_size, max_num_tokens, port, sparse_attention, tp_size, trust_remote_code"
+        "profile p.yaml: unknown key serve.tp_sise; valid keys here: enable_chunked_prefill, extra_config, host, kv_cache, "
+        "max_batch_size, max_num_tokens, port, prometheus_metrics, sparse_attention, tp_size, trust_remote_code"
     )
 
 
@@ -109,6 +109,8 @@ def test_tp_size_needs_enough_gpus() -> None:
         ("stages.serve.time", "4h"),
         ("stages.serve.mem", "lots"),
         ("serve.sparse_attention.algorithm", "nsa"),
+        ("serve.kv_cache.dtype", "bf16"),  # TensorRT-LLM would refuse it only at model load
+        ("serve.extra_config", {"kv_cache_config": {"dtype": "fp8"}}),  # modeled: set it at serve.kv_cache
     ],
 )
 def test_bad_sizes_and_choices(key: str, value: object) -> None:
@@ -178,3 +180,16 @@ def test_router_needs_an_endpoint_other_nodes_reach() -> None:
     gated["gateway"]["host"] = "127.0.0.1"
     with pytest.raises(ProfileError, match=r"gateway.host 127.0.0.1 is the node's loopback"):
         parse(gated)
+
+
+def test_kv_cache_dtype_allows_what_tensorrt_llm_accepts() -> None:
+    for dtype in ("auto", "fp8", "nvfp4"):
+        assert parse(with_value("serve.kv_cache.dtype", dtype)).serve.kv_cache.dtype == dtype  # type: ignore[attr-defined]
+    with pytest.raises(ProfileError, match=r"serve.kv_cache.dtype: Input should be 'auto', 'fp8' or 'nvfp4'"):
+        parse(with_value("serve.kv_cache.dtype", "fp16"))
+    with pytest.raises(
+        ProfileError,
+        match=r"serve.extra_config: return_perf_metrics is set through the profile "
+        r"\(serve.prometheus_metrics\); set it there",
+    ):
+        parse(with_value("serve.extra_config", {"return_perf_metrics": True}))

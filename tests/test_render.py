@@ -79,6 +79,16 @@ def test_serve_config_is_the_recipes_yaml() -> None:
     }
 
 
+def test_metrics_and_extra_keys_reach_the_serve_yaml() -> None:
+    doc = yaml.safe_load(REPO.joinpath("cluster_profiles", "example-b200.yaml").read_text())
+    doc["serve"] = {"prometheus_metrics": True, "extra_config": {"stream_interval": 10, "moe_config": {"backend": "TRTLLM"}}}
+    profile = parse_profile(yaml.safe_dump(doc), "x.yaml", "x")
+    config = yaml.safe_load(render_run(profile, CTX, templates())["serve-config.yaml"])
+    assert config["return_perf_metrics"] is True  # trtllm-serve mounts /prometheus/metrics
+    assert config["stream_interval"] == 10 and config["moe_config"] == {"backend": "TRTLLM"}
+    assert config["kv_cache_config"] == {"dtype": "fp8", "free_gpu_memory_fraction": 0.90}
+
+
 def test_recipe_commands_present() -> None:
     r = example()
     assert (

@@ -209,8 +209,25 @@ class SparseAttention(_Strict):
 
 
 class KvCache(_Strict):
-    dtype: Literal["fp8", "auto", "bf16", "fp16"] = "fp8"
+    dtype: Literal["auto", "fp8", "nvfp4"] = "fp8"  # TensorRT-LLM's KvCacheConfig.dtype accepts these; others fail at load
     free_gpu_memory_fraction: float = Field(default=0.90, gt=0, le=1)
+
+
+MODELED_CONFIG_KEYS = {  # serve YAML keys glm5_hpc writes itself -> the profile key that sets each
+    "sparse_attention_config": "serve.sparse_attention",
+    "kv_cache_config": "serve.kv_cache",
+    "enable_chunked_prefill": "serve.enable_chunked_prefill",
+    "return_perf_metrics": "serve.prometheus_metrics",
+}
+
+
+def _extra_keys(extra: dict[str, Any]) -> dict[str, Any]:
+    for key in extra:
+        if not _ENV_KEY.fullmatch(str(key)):
+            raise ValueError(f"{key!r} is not a TensorRT-LLM option name")
+        if key in MODELED_CONFIG_KEYS:
+            raise ValueError(f"{key} is set through the profile ({MODELED_CONFIG_KEYS[key]}); set it there")
+    return extra
 
 
 class Serve(_Strict):
@@ -226,6 +243,12 @@ class Serve(_Strict):
     sparse_attention: SparseAttention | None = SparseAttention()
     kv_cache: KvCache = KvCache()
     enable_chunked_prefill: bool = True
+    # trtllm-serve's Prometheus endpoint (/prometheus/metrics), mounted with return_perf_metrics: true.
+    # Nothing glm5_hpc runs ever reads /metrics: each read drains trtllm-serve's stats queue.
+    prometheus_metrics: bool = False
+    # Keys of the serve YAML (trtllm-serve --extra_llm_api_options) that the profile does not model,
+    # written as given; a key the profile models is refused here (set it where it is modeled).
+    extra_config: Annotated[dict[str, Any], AfterValidator(_extra_keys)] = Field(default_factory=dict)
 
 
 class Health(_Strict):

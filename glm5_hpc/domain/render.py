@@ -52,7 +52,9 @@ def serve_config(profile: Profile) -> dict[str, Any]:
         doc["sparse_attention_config"] = s.sparse_attention.model_dump()
     doc["kv_cache_config"] = s.kv_cache.model_dump()
     doc["enable_chunked_prefill"] = s.enable_chunked_prefill
-    return doc
+    if s.prometheus_metrics:
+        doc["return_perf_metrics"] = True
+    return {**doc, **s.extra_config}
 
 
 def model_in_container(profile: Profile) -> PurePosixPath:
