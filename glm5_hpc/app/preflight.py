@@ -1,5 +1,6 @@
 """`glm5_hpc preflight`: run on a build or serve node before the container starts; refuses a node
-whose GPUs cannot run the job (count, compute capability, NVFP4)."""
+whose GPUs cannot run the job (count, compute capability for the checkpoint's precision and the
+build, memory for its weights)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import socket
 import subprocess
 from pathlib import Path
 
+from glm5_hpc.domain.checkpoint import Precision, precision_of, weight_bytes
 from glm5_hpc.domain.gpu_preflight import QUERY, Gpu, parse_query, problems
-from glm5_hpc.errors import Glm5Error
+from glm5_hpc.errors import Glm5Error, InputError
 
 
 def visible_gpus(nvidia_smi: str = "nvidia-smi") -> list[Gpu]:
@@ -34,15 +36,19 @@ def visible_gpus(nvidia_smi: str = "nvidia-smi") -> list[Gpu]:
     return gpus
 
 
-def is_nvfp4(model_dir: Path) -> bool:
+def checkpoint_facts(model_dir: Path) -> tuple[Precision, int]:
+    """The checkpoint's precision (config.json) and the bytes of its weight files (their sizes
+    only: a weight file is never opened)."""
     try:
         cfg = json.loads((model_dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    quant = cfg.get("quantization_config") if isinstance(cfg, dict) else None
-    return isinstance(quant, dict) and str(quant.get("quant_algo", "")).upper() == "NVFP4"
+        precision = precision_of(cfg if isinstance(cfg, dict) else {})
+    except (OSError, json.JSONDecodeError, ValueError) as exc:
+        raise InputError(f"GPU preflight: cannot tell the precision of {model_dir / 'config.json'}: {exc}") from None
+    sizes = {e.name: e.stat().st_size for e in os.scandir(model_dir) if e.is_file()}
+    return precision, weight_bytes(sizes)
 
 
 def preflight(min_gpus: int, cuda_arch: str | None, model_dir: Path | None, nvidia_smi: str = "nvidia-smi") -> list[str]:
     gpus = visible_gpus(nvidia_smi)
-    return problems(gpus, min_gpus, cuda_arch, nvfp4=bool(model_dir and is_nvfp4(model_dir)))
+    precision, weights = checkpoint_facts(model_dir) if model_dir else (None, 0)
+    return problems(gpus, min_gpus, cuda_arch, precision, weights)

@@ -1,7 +1,8 @@
 """GPU preflight: parse nvidia-smi and refuse a node that cannot run the build or the server. Pure.
 
-NVFP4 needs Blackwell (compute capability >= 10.0); kernels built for `cuda_architectures "100"`
-run only on SM100; tensor parallelism needs at least tp_size visible GPUs.
+NVFP4 needs Blackwell (compute capability >= 10.0), FP8 needs 8.9 or later (Hopper: 9.0); kernels
+built for `cuda_architectures "100"` run only on SM100; tensor parallelism needs at least tp_size
+visible GPUs; the checkpoint's weights must fit in their memory.
 """
 
 from __future__ import annotations
@@ -9,8 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from glm5_hpc.domain.checkpoint import MIN_COMPUTE_CAP, Precision
+
 QUERY = ["--query-gpu=index,name,compute_cap,memory.total", "--format=csv,noheader,nounits"]
-NVFP4_MIN_CC = (10, 0)
+WEIGHTS_MAX_SHARE = 0.9  # of the GPUs' memory: the rest is for activations and the KV cache
+_NEEDS = {"nvfp4": "NVFP4 needs Blackwell (compute capability >= 10.0, e.g. B200)",
+          "fp8": "FP8 needs compute capability >= 8.9 (Hopper or later, e.g. H100, H200, B200)",
+          "bf16": "BF16 needs compute capability >= 8.0"}  # fmt: skip
 _ARCH = re.compile(r"^(\d+)(\d)(?:a|f)?(?:-real|-virtual)?$")
 
 
@@ -47,18 +53,26 @@ def built_for(cuda_architectures: str) -> set[tuple[int, int]] | None:
     return caps or None
 
 
-def problems(gpus: list[Gpu], min_gpus: int, cuda_architectures: str | None, nvfp4: bool) -> list[str]:
+def problems(
+    gpus: list[Gpu], min_gpus: int, cuda_architectures: str | None, precision: Precision | None, weight_bytes: int = 0
+) -> list[str]:
     found = ", ".join(f"{g.index}: {g.name} (compute capability {g.compute_cap[0]}.{g.compute_cap[1]})" for g in gpus)
     out = []
     if len(gpus) < min_gpus:
         out.append(f"{len(gpus)} GPU(s) visible, {min_gpus} needed (serve.tp_size); found: {found or 'none'}")
-    if nvfp4:
-        weak = [g for g in gpus if g.compute_cap < NVFP4_MIN_CC]
+    if precision is not None:
+        weak = [g for g in gpus if g.compute_cap < MIN_COMPUTE_CAP[precision]]
         if weak:
             out.append(
-                f"NVFP4 needs Blackwell (compute capability >= 10.0, e.g. B200); this node has {found}. "
-                "Use a partition with B200 GPUs (stages.*.partition / gpu_type)"
+                f"{_NEEDS[precision]}; this node has {found}. Use a partition with such GPUs (stages.*.partition / gpu_type)"
             )
+    memory = sum(g.memory_mib for g in gpus) * 2**20
+    if weight_bytes and gpus and len(gpus) >= min_gpus and weight_bytes > WEIGHTS_MAX_SHARE * memory:
+        out.append(
+            f"the checkpoint's weights ({weight_bytes / 1e9:.0f} GB) do not fit in {len(gpus)} GPU(s) of "
+            f"{memory / 1e9:.0f} GB together (at most {WEIGHTS_MAX_SHARE:.0%} of it for weights): "
+            "use GPUs with more memory, more GPUs, or a smaller precision"
+        )
     caps = built_for(cuda_architectures) if cuda_architectures else None
     if caps is not None:
         off = [g for g in gpus if g.compute_cap not in caps]
