@@ -245,9 +245,14 @@ def format_status(st: DeploymentStatus) -> str:
             f"{f['file']} {'changed' if f.get('written') else 'unchanged'} (sha256 {f['sha256_after'][:12]})" for f in files
         ]
         lines.append("  prep:     " + "; ".join(described))
+    if "image" in st.recipe:
+        image = st.recipe["image"]
+        trtllm = image.get("tensorrt_llm") or "not installed"
+        lines.append(f"  image:    TensorRT-LLM {trtllm}: {image.get('fit')}: {image.get('message')}")
     if "flashinfer" in st.recipe:
         fi = st.recipe["flashinfer"]
-        lines.append(f"  flashinfer: {fi.get('state')}" + (" -> patched" if fi.get("changed") else ""))
+        version = f"{fi['version']}: " if fi.get("version") else ""
+        lines.append(f"  flashinfer: {version}{fi.get('state')}" + (" -> patched" if fi.get("changed") else ""))
     if st.failure:
         lines.append("  failure:  " + st.failure.replace("\n", "\n            "))
     return "\n".join(lines)

@@ -129,22 +129,47 @@ def test_missing_branch_submits_nothing(make_profile: Callable[..., Path]) -> No
 STOCK_IMAGE = "localhost/glm5-standin/tensorrt-llm-release:1.3.0"
 
 
-def test_stock_variant_runs_prep_then_serve(make_profile: Callable[..., Path], cleanup_deployments: list[str]) -> None:
+def test_stock_variant_serves_the_checkpoint_as_shipped(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str]
+) -> None:
+    """NVIDIA's GLM-5 path on a stand-in release that serves GLM-5 natively: no edits (no prep job),
+    no build, the guide's serve flags and YAML, the image's version read and found fitting."""
     profile = make_profile("stock", recipe={"variant": "stock"}, container={"image": STOCK_IMAGE})
     cleanup_deployments.append("stock")
+    config = (profile.parent / "models" / "GLM-5-nvfp4-v1" / "config.json").read_bytes()
     proc = glm5("submit", "--profile", str(profile), "--name", "stock", "--wait", "--timeout", "240")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "build-wheel=skipped" in proc.stdout
+    assert "prep-model=skipped" in proc.stdout and "build-wheel=skipped" in proc.stdout
     dep = status_json("stock")
-    assert [(s["stage"], s["state"]) for s in dep["stages"]] == [
-        ("prep-model", "COMPLETED"),
-        ("build-wheel", "SKIPPED"),
-        ("serve", "RUNNING"),
+    assert [(s["stage"], s["state"], s["reason"]) for s in dep["stages"]] == [
+        ("prep-model", "SKIPPED", "no checkpoint edit asked for"),
+        ("build-wheel", "SKIPPED", "stock variant: no build"),
+        ("serve", "RUNNING", ""),
     ]
-    assert dep["stages"][1]["reason"] == "stock variant: no build"
+    assert (profile.parent / "models" / "GLM-5-nvfp4-v1" / "config.json").read_bytes() == config  # served as shipped
+    image = dep["recipe"]["image"]
+    assert (image["tensorrt_llm"], image["fit"]) == ("1.3.0", "ok")
+    scripts = Path(dep["logs"]).parent / "scripts"
+    assert "--tp_size 8 --ep_size 8 --max_batch_size 128" in (scripts / "serve-container.sh").read_text()
+    assert "moe_config:\n  backend: TRTLLM\n" in (scripts / "serve-config.yaml").read_text()  # read: an NVFP4 checkpoint
     # the stock image's flashinfer (0.6.8's layout) has no check that rejects 192: reported, not patched, healthy
     flashinfer = dep["recipe"]["flashinfer"]
     assert (flashinfer["state"], flashinfer["changed"], flashinfer["version"]) == ("not needed", False, "0.6.8+standin")
+
+
+def test_stock_variant_on_an_image_too_old_for_it_stops_at_once(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str]
+) -> None:
+    """The stock variant on the recipe's 1.3.0rc3 image (which cannot serve GLM-5 itself): the serve
+    stage stops before installing or loading anything, and the failure says what to change."""
+    profile = make_profile("oldstock", recipe={"variant": "stock"})
+    cleanup_deployments.append("oldstock")
+    proc = glm5("submit", "--profile", str(profile), "--name", "oldstock", "--wait", "--timeout", "120")
+    assert proc.returncode == 1
+    dep = status_json("oldstock")
+    assert dep["stages"][2]["state"] == "FAILED" and dep["recipe"]["image"]["fit"] == "refused"
+    assert "recipe.variant stock needs TensorRT-LLM >= 1.3.0rc8" in dep["failure"]
+    assert "set container.image to a release >= 1.3.0rc8, or recipe.variant: source-build" in dep["failure"]
 
 
 def test_prep_hashes_land_in_the_deployment_record(

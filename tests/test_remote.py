@@ -281,7 +281,12 @@ def test_doctor(tmp_path: Path, make_profile: Callable[..., Path]) -> None:
     good = make_profile("doc")
     proc = glm5("doctor", "--profile", str(good), timeout=400)
     assert proc.returncode == 0, proc.stdout
-    assert "10 of 10 checks passed" in proc.stdout and "ok    runtime on a gpu node" in proc.stdout
+    assert "11 of 11 checks passed" in proc.stdout and "ok    runtime on a gpu node" in proc.stdout
+    assert "ok    TensorRT-LLM in the image fits recipe.variant source-build" in proc.stdout
+    stock = make_profile("docstock", recipe={"variant": "stock"})  # the recipe's rc3 image cannot serve GLM-5 itself
+    proc = glm5("doctor", "--profile", str(stock), timeout=400)
+    assert proc.returncode == 1 and "FAIL  TensorRT-LLM in the image fits recipe.variant stock" in proc.stdout
+    assert "set container.image to a release >= 1.3.0rc8, or recipe.variant: source-build" in proc.stdout
     bad = make_profile("docbad", stages={"serve": {"partition": "nosuch"}}, container={"image": "localhost/not-imported:1"})
     proc = glm5("doctor", "--profile", str(bad), timeout=400)
     assert proc.returncode == 1

@@ -14,6 +14,7 @@ from glm5_hpc.adapters.resources import templates
 from glm5_hpc.domain.plan import RunPaths, plan_chain
 from glm5_hpc.domain.profile import Profile, parse_profile
 from glm5_hpc.domain.render import RenderContext, pyxis_image, render_run
+from glm5_hpc.errors import ProfileError
 from tests.conftest import REPO
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -54,10 +55,20 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+SHIPPED = ("example-b200", "example-b200-official", "example-h200-fp8")
+
+
+def shipped_profile(name: str) -> Profile:
+    path = REPO / "cluster_profiles" / f"{name}.yaml"
+    return parse_profile(path.read_text(), path.name, name)
+
+
+@pytest.mark.parametrize("variant", [*sorted(VARIANTS), *(f"shipped-{n}" for n in SHIPPED)])
 def test_rendered_files_match_golden(variant: str) -> None:
-    """Every runtime and stage: what each stage will run, byte for byte."""
-    profile = example_profile(**VARIANTS[variant])
+    """Every runtime and stage, and every shipped example profile: what each stage will run, byte
+    for byte (the recipe's flags and YAML for source-build, NVIDIA's GLM-5 guide for stock)."""
+    name = variant.removeprefix("shipped-")
+    profile = shipped_profile(name) if name in SHIPPED else example_profile(**VARIANTS[variant])
     rendered = render_run(profile, CTX, templates())
     folder = GOLDEN / variant
     if os.environ.get("GLM5_UPDATE_GOLDEN"):
@@ -81,11 +92,11 @@ def test_serve_config_is_the_recipes_yaml() -> None:
 
 def test_metrics_and_extra_keys_reach_the_serve_yaml() -> None:
     doc = yaml.safe_load(REPO.joinpath("cluster_profiles", "example-b200.yaml").read_text())
-    doc["serve"] = {"prometheus_metrics": True, "extra_config": {"stream_interval": 10, "moe_config": {"backend": "TRTLLM"}}}
+    doc["serve"] = {"prometheus_metrics": True, "extra_config": {"print_iter_log": True, "max_seq_len": 32768}}
     profile = parse_profile(yaml.safe_dump(doc), "x.yaml", "x")
     config = yaml.safe_load(render_run(profile, CTX, templates())["serve-config.yaml"])
     assert config["return_perf_metrics"] is True  # trtllm-serve mounts /prometheus/metrics
-    assert config["stream_interval"] == 10 and config["moe_config"] == {"backend": "TRTLLM"}
+    assert config["print_iter_log"] is True and config["max_seq_len"] == 32768
     assert config["kv_cache_config"] == {"dtype": "fp8", "free_gpu_memory_fraction": 0.90}
 
 
@@ -187,3 +198,26 @@ def test_publish_only_on_serve() -> None:
     r = example(container={"publish": True})
     assert '-e GLM5_SERVE_PORT -p "$GLM5_SERVE_PORT:$GLM5_SERVE_PORT"' in r["serve.sh"]
     assert "GLM5_SERVE_PORT" not in r["build-wheel.sh"]
+
+
+def test_shipped_examples_follow_their_source() -> None:
+    """example-b200: the recipe (seed). The official ones: NVIDIA's GLM-5 deployment guide."""
+    recipe = yaml.safe_load(render_run(shipped_profile("example-b200"), CTX, templates())["serve-config.yaml"])
+    assert recipe["sparse_attention_config"]["algorithm"] == "dsa" and "moe_config" not in recipe
+    for name, backend in (("example-b200-official", "TRTLLM"), ("example-h200-fp8", "DEEPGEMM")):
+        profile = shipped_profile(name)
+        files = render_run(profile, CTX, templates())
+        guide = yaml.safe_load(files["serve-config.yaml"])
+        assert guide["moe_config"] == {"backend": backend} and "sparse_attention_config" not in guide
+        assert guide["kv_cache_config"] == {"dtype": "fp8", "free_gpu_memory_fraction": 0.75, "enable_block_reuse": False}
+        assert guide["cuda_graph_config"] == {"enable_padding": True, "max_batch_size": 128}
+        assert (guide["enable_attention_dp"], guide["stream_interval"], guide["enable_chunked_prefill"]) == (False, 10, True)
+        assert "--tp_size 8 --ep_size 8 --max_batch_size 128 --max_num_tokens 8192" in files["serve-container.sh"]
+        assert "prep-model.sh" in files and not any(profile.model.edits.model_dump().values())  # served as shipped
+        assert [s.stage for s in plan_chain(profile, False) if not s.skipped] == ["serve"]
+    fp8 = yaml.safe_load(render_run(shipped_profile("example-h200-fp8"), CTX, templates())["serve-config.yaml"])
+    assert fp8["speculative_config"] == {"decoding_type": "MTP", "num_nextn_predict_layers": 1}
+    with pytest.raises(ProfileError, match="does not support MTP with the NVFP4 checkpoint"):
+        doc = yaml.safe_load((REPO / "cluster_profiles" / "example-b200-official.yaml").read_text())
+        doc["serve"]["mtp_layers"] = 1
+        parse_profile(yaml.safe_dump(doc), "x.yaml", "x")

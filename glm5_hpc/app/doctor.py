@@ -8,6 +8,7 @@ import shlex
 from dataclasses import dataclass
 
 from glm5_hpc.adapters.shell import Shell
+from glm5_hpc.domain.image_fit import VERSION_CODE, fit
 from glm5_hpc.domain.profile import Profile
 
 COMPUTE_CHECK_TIMEOUT_S = 300.0  # the check job may wait in the queue
@@ -75,6 +76,23 @@ def run_checks(profile: Profile, shell: Shell) -> list[Check]:
         node_cmd = "command -v python3 && echo image-present"
         hint = "runtime bare needs python3 on the compute nodes"
     job = ["srun", "-p", serve.partition, "-N", "1", "-n", "1", "--mem=100M", "-t", "5", "-J", "glm5-doctor"]
-    check(f"runtime on a {serve.partition} node", [*job, "sh", "-c", node_cmd],
-          hint, timeout_s=COMPUTE_CHECK_TIMEOUT_S, expect="image-present")  # fmt: skip
+    if check(f"runtime on a {serve.partition} node", [*job, "sh", "-c", node_cmd],
+             hint, timeout_s=COMPUTE_CHECK_TIMEOUT_S, expect="image-present"):  # fmt: skip
+        checks.append(_image_fit(profile, shell, job))
     return checks
+
+
+def _image_fit(profile: Profile, shell: Shell, job: list[str]) -> Check:
+    """The image's TensorRT-LLM, read in the container on a serve node, against recipe.variant."""
+    c, code = profile.container, shlex.quote(VERSION_CODE)
+    name = f"TensorRT-LLM in the image fits recipe.variant {profile.recipe.variant}"
+    run = {"docker": f"{c.binary} run --rm --network none {shlex.quote(c.image)} python3 -c {code}",
+           "apptainer": f"{c.binary} exec {shlex.quote(c.image)} python3 -c {code}", "bare": f"python3 -c {code}"}  # fmt: skip
+    if c.runtime not in run:
+        return Check(name, True, "checked when the serve job starts (pyxis images are pulled by the job)")
+    r = shell.run([*job, "sh", "-c", run[c.runtime]], timeout_s=COMPUTE_CHECK_TIMEOUT_S)
+    lines = r.stdout.split()
+    if r.rc != 0 or not lines:
+        return Check(name, False, f"rc={r.rc}: {_first_line(r.stderr)}", "python3 must run in the image")
+    verdict = fit(profile.recipe.variant, None if lines[-1] == "none" else lines[-1], c.image)
+    return Check(name, verdict.state != "refused", verdict.message, verdict.message if verdict.state == "refused" else "")

@@ -33,7 +33,7 @@ from glm5_hpc.domain.names import SERVE, STAGES, job_comment, job_name
 from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
 from glm5_hpc.errors import InputError, StateError
 
-OUTCOMES = ("prep", "flashinfer")  # JSON files the stages write into the run dir
+OUTCOMES = ("prep", "image", "flashinfer")  # JSON files the stages write into the run dir
 
 
 @dataclass

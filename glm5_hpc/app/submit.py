@@ -22,6 +22,7 @@ from glm5_hpc.adapters.files import write_atomic
 from glm5_hpc.adapters.resources import load_profile, templates
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.cancel import cancel_live_jobs
+from glm5_hpc.app.preflight import checkpoint_facts
 from glm5_hpc.app.prep import prep_model
 from glm5_hpc.app.records import EXIT_AFTER_SBATCH, Record, Run, current_run, job_ids
 from glm5_hpc.app.router_job import ensure_router
@@ -61,6 +62,17 @@ def _checkpoint_prepared(profile: Profile) -> bool:
     return not prep_model(Path(profile.model.path), edits, "check").changes_needed
 
 
+def _precision(profile: Profile) -> str:
+    """The checkpoint's precision where the serve config depends on it (moe_backend auto, MTP)."""
+    precision = profile.model.precision
+    if precision == "auto" and (profile.serve.moe_backend == "auto" or profile.serve.mtp_layers):
+        precision = checkpoint_facts(Path(profile.model.path))[0]
+    if profile.serve.mtp_layers and precision == "nvfp4":
+        raise InputError(f"serve.mtp_layers: {profile.model.path} is an NVFP4 checkpoint, and NVIDIA's GLM-5 guide "
+                         "does not support MTP with it; remove serve.mtp_layers")  # fmt: skip
+    return "" if precision == "auto" else precision
+
+
 @dataclass(frozen=True)
 class Prepared:
     """Everything a submission will do, computed without side effects on the cluster."""
@@ -82,7 +94,7 @@ def prepare(profile: Profile, name: str, run_id: str, from_stage: str | None = N
     cached = source_build and any(Path(paths.wheel_dir(key)).glob("tensorrt_llm-*.whl"))
     prep_done = skip_prepared and _checkpoint_prepared(profile)
     plan = plan_chain(profile, cached, prep_done, from_stage)
-    ctx = RenderContext(name, paths, sys.executable, _tool_packages(), commit, key)
+    ctx = RenderContext(name, paths, sys.executable, _tool_packages(), commit, key, _precision(profile))
     return Prepared(paths, plan, render_run(profile, ctx, templates()), commit, key)
 
 

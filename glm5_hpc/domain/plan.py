@@ -84,7 +84,8 @@ def plan_chain(profile: Profile, wheel_cached: bool, prep_done: bool = False, fr
     later stage to run (redeploy --from); serve always runs."""
     forced = set(STAGES[STAGES.index(from_stage) :]) if from_stage else {SERVE}
     skip = {
-        PREP: "checkpoint already prepared" if prep_done and PREP not in forced else "",
+        PREP: "no checkpoint edit asked for" if not any(profile.model.edits.model_dump().values())
+        else "checkpoint already prepared" if prep_done and PREP not in forced else "",
         BUILD: "stock variant: no build" if profile.recipe.variant == "stock"
         else "wheel cached" if wheel_cached and BUILD not in forced else "",
         SERVE: "",

@@ -110,6 +110,8 @@ class ModelEdits(_Strict):
 class Model(_Strict):
     path: ClusterPath
     edits: ModelEdits = ModelEdits()
+    # the checkpoint's weights; auto: read from its config.json (quantization_config) at submit
+    precision: Literal["auto", "nvfp4", "fp8", "bf16"] = "auto"
 
 
 class Source(_Strict):
@@ -211,12 +213,39 @@ class SparseAttention(_Strict):
 class KvCache(_Strict):
     dtype: Literal["auto", "fp8", "nvfp4"] = "fp8"  # TensorRT-LLM's KvCacheConfig.dtype accepts these; others fail at load
     free_gpu_memory_fraction: float = Field(default=0.90, gt=0, le=1)
+    enable_block_reuse: bool | None = None
+
+
+class CudaGraph(_Strict):
+    enable_padding: bool = False
+    max_batch_size: int = Field(default=128, ge=1, le=4096)
+
+
+# TensorRT-LLM's MoeConfig.backend choices (llmapi/llm_args.py); auto: TRTLLM for an NVFP4
+# checkpoint and DEEPGEMM for FP8 (NVIDIA's GLM-5 guide), TensorRT-LLM's own default for BF16.
+MoeBackend = Literal["auto", "CUTLASS", "CUTEDSL", "WIDEEP", "TRTLLM", "DEEPGEMM", "VANILLA", "TRITON"]
+
+# NVIDIA's GLM-5 deployment guide (TensorRT-LLM >= 1.3.0rc8): the stock variant's serve defaults.
+STOCK_SERVE: dict[str, Any] = {
+    "max_batch_size": 128,
+    "sparse_attention": None,  # DSA parameters are read from config.json
+    "kv_cache": {"dtype": "fp8", "free_gpu_memory_fraction": 0.75, "enable_block_reuse": False},
+    "cuda_graph": {"enable_padding": True, "max_batch_size": 128},
+    "enable_attention_dp": False,
+    "stream_interval": 10,
+    "moe_backend": "auto",
+}
 
 
 MODELED_CONFIG_KEYS = {  # serve YAML keys glm5_hpc writes itself -> the profile key that sets each
     "sparse_attention_config": "serve.sparse_attention",
     "kv_cache_config": "serve.kv_cache",
     "enable_chunked_prefill": "serve.enable_chunked_prefill",
+    "cuda_graph_config": "serve.cuda_graph",
+    "enable_attention_dp": "serve.enable_attention_dp",
+    "stream_interval": "serve.stream_interval",
+    "moe_config": "serve.moe_backend",
+    "speculative_config": "serve.mtp_layers",
     "return_perf_metrics": "serve.prometheus_metrics",
 }
 
@@ -243,6 +272,12 @@ class Serve(_Strict):
     sparse_attention: SparseAttention | None = SparseAttention()
     kv_cache: KvCache = KvCache()
     enable_chunked_prefill: bool = True
+    ep_size: int | None = Field(default=None, ge=1, le=64)  # expert parallelism (the stock variant: tp_size)
+    cuda_graph: CudaGraph | None = None
+    enable_attention_dp: bool | None = None
+    stream_interval: int | None = Field(default=None, ge=1, le=1024)
+    moe_backend: MoeBackend | None = None
+    mtp_layers: int | None = Field(default=None, ge=1, le=8)  # MTP speculative decoding (FP8 only, per the guide)
     # trtllm-serve's Prometheus endpoint (/prometheus/metrics), mounted with return_perf_metrics: true.
     # Nothing glm5_hpc runs ever reads /metrics: each read drains trtllm-serve's stats queue.
     prometheus_metrics: bool = False
@@ -338,6 +373,26 @@ class Profile(_Strict):
     router: Router = Router()
     handover: Handover = Handover()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _variant_defaults(cls, data: Any) -> Any:
+        """The stock variant follows NVIDIA's GLM-5 guide: its serve defaults, expert parallelism over
+        the tensor-parallel GPUs, and the checkpoint served as shipped (no edits unless asked for)."""
+        if not isinstance(data, dict) or not isinstance(data.get("recipe"), dict) or data["recipe"].get("variant") != "stock":
+            return data
+        given = data.get("serve")
+        if given is not None and not isinstance(given, dict):
+            return data  # the schema reports it
+        serve: dict[str, Any] = given or {}
+        merged = {**STOCK_SERVE, "ep_size": serve.get("tp_size", 8), **serve}
+        for key in ("kv_cache", "cuda_graph"):
+            if isinstance(serve.get(key), dict):
+                merged[key] = {**STOCK_SERVE[key], **serve[key]}
+        model = data.get("model")
+        if isinstance(model, dict) and "edits" not in model:
+            model = {**model, "edits": dict.fromkeys(ModelEdits.model_fields, False)}
+        return {**data, "serve": merged, "model": model}
+
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
         if self.recipe.variant == "source-build" and self.stages.build_wheel is None:
@@ -363,6 +418,8 @@ class Profile(_Strict):
                 f"handover.lead_s {self.handover.lead_s:g} must be under half of stages.serve.time ({serve_s} s), "
                 "or each serve job would hand over almost as soon as it starts"
             )
+        if self.serve.mtp_layers and self.model.precision == "nvfp4":
+            raise ValueError("serve.mtp_layers: NVIDIA's GLM-5 guide does not support MTP with the NVFP4 checkpoint")
         if self.serve.tp_size > self.stages.serve.gpus:
             raise ValueError(
                 f"serve.tp_size {self.serve.tp_size} needs at least that many GPUs, "

@@ -38,20 +38,40 @@ class RenderContext:
     tool_packages: Mapping[str, str]  # package name -> directory, mounted into the serve container
     commit: str
     wheel_key: str
+    precision: str = ""  # the checkpoint's (model.precision, or read from its config.json at submit)
 
 
 def q(value: object) -> str:
     return shlex.quote(str(value))
 
 
-def serve_config(profile: Profile) -> dict[str, Any]:
-    """The recipe's Step 8 YAML, from the profile (defaults are the recipe's values)."""
+MOE_FOR_PRECISION = {"nvfp4": "TRTLLM", "fp8": "DEEPGEMM"}  # NVIDIA's GLM-5 guide; BF16: TensorRT-LLM's default
+
+
+def moe_backend(profile: Profile, precision: str) -> str | None:
+    backend = profile.serve.moe_backend
+    return MOE_FOR_PRECISION.get(precision) if backend == "auto" else backend
+
+
+def serve_config(profile: Profile, precision: str = "") -> dict[str, Any]:
+    """The serve YAML: the recipe's Step 8 for source-build, NVIDIA's GLM-5 guide for stock (the
+    profile's defaults per variant), each key from the profile key docs/serve-config.md names."""
     s = profile.serve
     doc: dict[str, Any] = {}
     if s.sparse_attention is not None:
         doc["sparse_attention_config"] = s.sparse_attention.model_dump()
-    doc["kv_cache_config"] = s.kv_cache.model_dump()
+    doc["kv_cache_config"] = s.kv_cache.model_dump(exclude_none=True)
     doc["enable_chunked_prefill"] = s.enable_chunked_prefill
+    if s.cuda_graph is not None:
+        doc["cuda_graph_config"] = s.cuda_graph.model_dump()
+    if s.enable_attention_dp is not None:
+        doc["enable_attention_dp"] = s.enable_attention_dp
+    if s.stream_interval is not None:
+        doc["stream_interval"] = s.stream_interval
+    if (backend := moe_backend(profile, precision)) is not None:
+        doc["moe_config"] = {"backend": backend}
+    if s.mtp_layers:
+        doc["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": s.mtp_layers}
     if s.prometheus_metrics:
         doc["return_perf_metrics"] = True
     return {**doc, **s.extra_config}
@@ -69,6 +89,7 @@ def serve_argv(profile: Profile, config_path: PurePosixPath) -> list[str]:
         str(model_in_container(profile)),
         "--host", str(s.host), "--port", PORT_REF,
         "--tp_size", str(s.tp_size),
+        *(["--ep_size", str(s.ep_size)] if s.ep_size else []),
         "--max_batch_size", str(s.max_batch_size),
         "--max_num_tokens", str(s.max_num_tokens),
     ]  # fmt: skip
@@ -207,9 +228,12 @@ def render_run(profile: Profile, ctx: RenderContext, templates: Mapping[str, str
         common,
         install_wheel=install,
         tool_mount=q(tool_dir(profile, p)),
+        variant=q(profile.recipe.variant),
+        image=q(profile.container.image),
         serve_args=" ".join(a if a == PORT_REF else q(a) for a in serve_argv(profile, p.scripts / "serve-config.yaml")),
     )
-    out["serve-config.yaml"] = yaml.safe_dump(serve_config(profile), sort_keys=False)
+    declared = "" if profile.model.precision == "auto" else profile.model.precision
+    out["serve-config.yaml"] = yaml.safe_dump(serve_config(profile, ctx.precision or declared), sort_keys=False)
     out["container.env"] = env_file(profile)
     out["env.sh"] = env_sh(profile)
     return out

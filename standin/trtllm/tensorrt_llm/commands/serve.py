@@ -77,7 +77,7 @@ def recipe_problems(model: Path, extra: dict[str, Any]) -> list[str]:
     if build.get("context_fmha_unsupported") != "warn":
         problems.append("attention kernels built with the FMHA context assertion")
     sparse = extra.get("sparse_attention_config") or {}
-    if sparse.get("algorithm") != "dsa":
+    if sparse.get("algorithm") != "dsa" and not native:  # native GLM-5 reads its DSA parameters from config.json
         problems.append("no DSA sparse_attention_config: context attention not in absorption mode")
     return problems
 
@@ -155,7 +155,8 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/health_generate":
                 self.send(200, b"Generation health check OK", "text/plain")
             elif self.path == "/version":
-                self.send(200, {"version": "1.3.0rc3 (stand-in)"})
+                version = json.loads(BUILD_INFO.read_text()).get("version") if BUILD_INFO.exists() else "unknown"
+                self.send(200, {"version": f"{version} (stand-in)"})
             elif self.path == "/v1/models":
                 models = [{"id": state.model_id, "object": "model", "owned_by": "tensorrt_llm"}]
                 self.send(200, {"object": "list", "data": models})

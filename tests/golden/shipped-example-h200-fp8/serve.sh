@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# glm5_hpc stage serve (deployment glm5, run 20260101-000000-abcd):
+# run serve-container.sh in the container; the job lives as long as trtllm-serve does.
+set -euo pipefail
+/shared/glm5/venv/bin/python -m glm5_hpc preflight --min-gpus 8 --model /shared/models/GLM-5-FP8
+
+# Container runtime: docker-compatible CLI (docker).
+# scancel does not reach a container (its daemon or conmon owns it), so stop and remove it on
+# every exit path, or the GPUs stay held by an orphan.
+container=glm5-glm5-serve-$SLURM_JOB_ID
+cleanup() {
+  docker stop -t 5 "$container" >/dev/null 2>&1 || true
+  docker rm -f "$container" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'trap "" TERM INT; cleanup; exit 143' TERM INT
+cleanup  # a requeued job may find its previous container
+in_runtime() {  # WORKDIR COMMAND...
+  local workdir=$1; shift
+  docker run --rm --init --name "$container" --gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 -e GLM5_SERVE_PORT -v /shared/models:/workspace/scratch -v /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd:/shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd -v /shared/glm5/workdir/wheels:/shared/glm5/workdir/wheels:ro -v /shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc:/opt/glm5_hpc/glm5_hpc:ro -v /shared/glm5/venv/lib/python3.11/site-packages/jobs:/opt/glm5_hpc/jobs:ro --env-file /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd/scripts/container.env -w "$workdir" nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc9 "$@" &
+  wait $!
+}
+
+in_runtime /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd bash /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd/scripts/serve-container.sh
