@@ -221,9 +221,11 @@ class CudaGraph(_Strict):
     max_batch_size: int = Field(default=128, ge=1, le=4096)
 
 
-# TensorRT-LLM's MoeConfig.backend choices (llmapi/llm_args.py); auto: TRTLLM for an NVFP4
-# checkpoint and DEEPGEMM for FP8 (NVIDIA's GLM-5 guide), TensorRT-LLM's own default for BF16.
-MoeBackend = Literal["auto", "CUTLASS", "CUTEDSL", "WIDEEP", "TRTLLM", "DEEPGEMM", "VANILLA", "TRITON"]
+# TensorRT-LLM's MoeConfig.backend choices (tensorrt_llm/llmapi/llm_args.py, the union over releases:
+# AUTO, DENSEGEMM, MARLIN and MEGAMOE_DEEPGEMM exist in newer ones only). glm5_hpc's own "auto":
+# TRTLLM for an NVFP4 checkpoint and DEEPGEMM for FP8 (NVIDIA's GLM-5 guide), TensorRT-LLM's default for BF16.
+MoeBackend = Literal["auto", "AUTO", "CUTLASS", "CUTEDSL", "WIDEEP", "TRTLLM", "DEEPGEMM", "DENSEGEMM", "VANILLA", "TRITON",
+                     "MARLIN", "MEGAMOE_DEEPGEMM"]  # fmt: skip
 
 # NVIDIA's GLM-5 deployment guide (TensorRT-LLM >= 1.3.0rc8): the stock variant's serve defaults.
 STOCK_SERVE: dict[str, Any] = {
