@@ -1,5 +1,6 @@
 """Every benchmark, one after another, each printed under the command that reproduces it alone.
-Needs the local cluster up (scripts/local-cluster up) and nothing else running on it.
+Runs on the local cluster's test instance (scripts/local-cluster --instance test up), which the
+test suite also uses: run them one after the other.
 
     .venv/bin/python benchmarks/all.py > /tmp/performance.txt
 """
