@@ -55,7 +55,7 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-SHIPPED = ("example-b200", "example-b200-official", "example-h200-fp8")
+SHIPPED = ("example-b200-official", "example-h200-fp8")  # example-b200 itself is the "docker" variant
 
 
 def shipped_profile(name: str) -> Profile:
