@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from packaging.version import Version
 
+import glm5_hpc
 from glm5_hpc.domain.flashinfer_check import FlashinferState, assess
 from tests.conftest import glm5
 
@@ -127,3 +129,19 @@ def test_forms_upstream_may_take() -> None:
     twice = "    if qk_nope_head_dim != 128:\n" + raising
     assert state(twice + twice) is FlashinferState.DRIFT  # two rejecting checks: which one to edit is not known
     assert assess({"flashinfer/mla.py": "def f(:\n"}).state is FlashinferState.DRIFT  # does not parse
+
+
+def test_the_serve_stage_step_fails_on_drift_naming_the_file(tmp_path: Path) -> None:
+    """What the serve container runs (`python3 -m jobs.patch_flashinfer`), with the tool's packages
+    and a drifted real flashinfer on its path: exit 1, the file named in its log and its record."""
+    site = site_packages("0.6.4", tmp_path)
+    mla = site / "flashinfer" / "mla.py"
+    mla.write_text(mla.read_text().replace("if qk_nope_head_dim != 128:", "if qk_nope_head_dim not in (128,):", 1))
+    record = tmp_path / "flashinfer.json"
+    tool = Path(glm5_hpc.__file__).parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{tool}:{site}"}
+    proc = subprocess.run([sys.executable, "-m", "jobs.patch_flashinfer", "--record", str(record)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 1 and f"drift in {mla}" in proc.stderr, proc.stderr
+    doc = json.loads(record.read_text())
+    assert doc["state"] == "drift" and str(mla) in doc["error"]
