@@ -94,6 +94,12 @@ def make_profile(tmp_path: Path) -> Callable[..., Path]:
 GLM5_HPC = Path(sys.executable).parent / "glm5_hpc"
 
 
+def dies_after_sbatch(stage: str) -> dict[str, str]:
+    """Environment in which glm5_hpc dies right after the sbatch of `stage` (tests/crash_hook)."""
+    hook = str(Path(__file__).resolve().parent / "crash_hook")
+    return {**os.environ, "GLM5_HPC_TEST_EXIT_AFTER_SBATCH": stage, "PYTHONPATH": hook}
+
+
 def glm5(*args: str, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the installed console script as a user would (outside the source tree, so the installed
     package, with its shipped jobs/ and sbatch/, is what runs)."""

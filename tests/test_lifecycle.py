@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GLM5_HPC, GPU_NODES, containers, eventually, glm5, squeue_ids, status_json
+from tests.conftest import GLM5_HPC, GPU_NODES, containers, dies_after_sbatch, eventually, glm5, squeue_ids, status_json
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -72,7 +72,7 @@ def test_killed_right_after_sbatch_loses_no_job(
     cleanup_deployments.append(name)
     proc = subprocess.run(
         [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", name],
-        env={**os.environ, "GLM5_HPC_TEST_EXIT_AFTER_SBATCH": die_after},
+        env=dies_after_sbatch(die_after),
         capture_output=True,
         text=True,
     )

@@ -6,14 +6,23 @@ and that the old one ended by itself (COMPLETED, not TIMEOUT or CANCELLED)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import GLM5_HPC, eventually, glm5, report, routed_profile, squeue_ids, start_load, status_json
+from tests.conftest import (
+    GLM5_HPC,
+    dies_after_sbatch,
+    eventually,
+    glm5,
+    report,
+    routed_profile,
+    squeue_ids,
+    start_load,
+    status_json,
+)
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -115,7 +124,7 @@ def test_router_whose_id_was_never_recorded_is_adopted(
     profile = routed_profile(make_profile, "lostrouter")
     cleanup_deployments.append("lostrouter")
     cmd = [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", "lostrouter"]
-    died = subprocess.run(cmd, env={**os.environ, "GLM5_HPC_TEST_EXIT_AFTER_SBATCH": "router"}, capture_output=True, text=True)
+    died = subprocess.run(cmd, env=dies_after_sbatch("router"), capture_output=True, text=True)
     assert died.returncode == 137
     record_file = state_dir / "deployments" / "lostrouter.json"
     assert json.loads(record_file.read_text())["router"]["job_id"] is None  # intent recorded, id lost

@@ -15,7 +15,6 @@ Record = dict[str, Any]
 Run = dict[str, Any]
 
 # Test hook: exit right after sbatch returns for this job (a stage, or "router"), before its id is recorded.
-EXIT_AFTER_SBATCH = "GLM5_HPC_TEST_EXIT_AFTER_SBATCH"
 
 
 def current_run(rec: Record) -> Run | None:

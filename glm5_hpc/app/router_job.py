@@ -3,13 +3,12 @@ redeploys, recorded at the deployment level (rec["router"]) before and after sba
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path, PurePosixPath
 
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.records import EXIT_AFTER_SBATCH, Record
+from glm5_hpc.app.records import Record
 from glm5_hpc.app.router_record import ROUTER, adopt_router
 from glm5_hpc.domain.names import job_comment, job_name
 from glm5_hpc.domain.plan import RunPaths
@@ -49,8 +48,6 @@ def ensure_router(store: Store, rec: Record, profile: Profile, name: str, keep_r
     from jobs.router import run_router  # deferred: aiohttp
 
     job_id = slurm.submit(sub, run_router, str(paths.route_file), str(paths.router_file), r.host, r.port)
-    if os.environ.get(EXIT_AFTER_SBATCH) == ROUTER:
-        os._exit(137)
     rec[ROUTER]["job_id"] = job_id
     store.save(rec)
     return str(rec[ROUTER]["job_id"])

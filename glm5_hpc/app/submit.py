@@ -7,7 +7,6 @@ submitting process died (status then adopts its jobs by their comment).
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.cancel import cancel_live_jobs
 from glm5_hpc.app.preflight import checkpoint_facts
 from glm5_hpc.app.prep import prep_model
-from glm5_hpc.app.records import EXIT_AFTER_SBATCH, Record, Run, current_run, job_ids
+from glm5_hpc.app.records import Record, Run, current_run, job_ids
 from glm5_hpc.app.router_job import ensure_router
 from glm5_hpc.domain.model_prep import Edits
 from glm5_hpc.domain.names import BUILD, SERVE, STAGES, check_deployment_name, job_comment, job_name
@@ -167,8 +166,6 @@ def submit_run(store: Store, rec: Record, profile: Profile, name: str, from_stag
                 handover = HandoverPlan(replace(sub, after_ok=None), profile.handover.lead_s, str(paths.handovers_file))
             script = str(paths.scripts / f"{step.stage}.sh")
             job_id = slurm.submit(sub, run_stage, step.stage, script, watch, sources, handover)
-            if os.environ.get(EXIT_AFTER_SBATCH) == step.stage:
-                os._exit(137)
             submitted[step.stage] = job_id
             run["stages"].append({"stage": step.stage, "job_id": job_id})
             store.save(rec)
