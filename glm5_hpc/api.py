@@ -212,6 +212,5 @@ class Cluster:
         from glm5_hpc.adapters.store import Store
 
         store = self._store or Store()
-        if store.load(name) is None:
-            raise InputError(f"no deployment named {name!r} (known: {', '.join(store.names()) or 'none'})")
+        store.require(name)
         return Deployment(name, store)

@@ -16,7 +16,7 @@ from typing import Any
 
 from glm5_hpc.adapters.files import write_json_atomic
 from glm5_hpc.domain.names import check_deployment_name
-from glm5_hpc.errors import StateError
+from glm5_hpc.errors import InputError, StateError
 
 SCHEMA = 1
 
@@ -70,6 +70,15 @@ class Store:
             raise StateError(
                 f"deployment record {path} has schema {doc.get('schema') if isinstance(doc, dict) else '?'}, "
                 f"this glm5_hpc reads schema {SCHEMA}"
+            )
+        return doc
+
+    def require(self, name: str) -> dict[str, Any]:
+        """The record, or the one error every command gives for a deployment that does not exist."""
+        doc = self.load(name)
+        if doc is None:
+            raise InputError(
+                f"no deployment named {name!r} (known: {', '.join(self.names()) or 'none'}); glm5_hpc submit creates one"
             )
         return doc
 

@@ -37,9 +37,7 @@ def redeploy_no_downtime(
 ) -> DeploymentStatus:  # fmt: skip
     store = store or Store()
     with store.locked(name):
-        rec = store.load(name)
-        if rec is None:
-            raise InputError(f"no deployment named {name!r}; use glm5_hpc submit to create it")
+        rec = store.require(name)
         old = current_run(rec)
         profile = load_profile(profile_name or (old or {}).get("profile_file") or rec.get("profile", ""))
         if not profile.router.enabled:

@@ -10,7 +10,7 @@ from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.records import Record, Run, current_run, job_ids, new_outcomes, read_handovers, set_outcomes
 from glm5_hpc.app.router_record import ROUTER, adopt_router
 from glm5_hpc.domain.slurm_state import JobInfo
-from glm5_hpc.errors import InputError, SlurmError
+from glm5_hpc.errors import SlurmError
 
 GONE_TIMEOUT_S = 180.0  # Slurm's KillWait (30 s by default) plus the container's stop timeout, with margin
 
@@ -69,7 +69,5 @@ def cancel(name: str, store: Store | None = None) -> list[str]:
     (empty: nothing left)."""
     store = store or Store()
     with store.locked(name):
-        rec = store.load(name)
-        if rec is None:
-            raise InputError(f"no deployment named {name!r} (known: {', '.join(store.names()) or 'none'})")
+        rec = store.require(name)
         return cancel_live_jobs(store, rec) + cancel_router(store, rec)

@@ -15,9 +15,7 @@ from glm5_hpc.errors import InputError
 
 def logs(name: str, stage: str | None, lines: int, follow: bool, out: Callable[[str], None], store: Store | None = None) -> None:
     store = store or Store()
-    rec = store.load(name)
-    if rec is None:
-        raise InputError(f"no deployment named {name!r} (known: {', '.join(store.names()) or 'none'})")
+    rec = store.require(name)
     run = current_run(rec) or {"stages": []}
     with_jobs = {s["stage"]: s["job_id"] for s in run["stages"] if s.get("job_id")}
     if stage is None:  # the latest stage that has a job

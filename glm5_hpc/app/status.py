@@ -31,7 +31,7 @@ from glm5_hpc.app.records import (
 from glm5_hpc.app.router_record import ROUTER, adopt_router, router_id, router_unrecorded
 from glm5_hpc.domain.names import SERVE, STAGES, job_comment, job_name
 from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
-from glm5_hpc.errors import InputError, StateError
+from glm5_hpc.errors import StateError
 
 OUTCOMES = ("prep", "image", "flashinfer")  # JSON files the stages write into the run dir
 
@@ -214,10 +214,7 @@ def status(names: list[str] | None = None, store: Store | None = None, query: Pa
     store = store or Store()
     recs = []
     for n in names or store.names():
-        rec = store.load(n)
-        if rec is None:
-            raise InputError(f"no deployment named {n!r} (known: {', '.join(store.names()) or 'none'})")
-        recs.append(rec)
+        recs.append(store.require(n))
     for rec in recs:
         _adopt_interrupted(store, rec)
         if router_unrecorded(rec):

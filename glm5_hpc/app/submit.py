@@ -115,9 +115,7 @@ def redeploy(name: str, profile_name: str | None = None, from_stage: str | None 
     chain never depends on old job ids (Slurm treats purged ones as satisfied)."""
     store = store or Store()
     with store.locked(name):
-        rec = store.load(name)
-        if rec is None:
-            raise InputError(f"no deployment named {name!r}; use glm5_hpc submit to create it")
+        rec = store.require(name)
         previous = current_run(rec) or {}
         profile = load_profile(profile_name or previous.get("profile_file") or rec.get("profile", ""))
         cancel_live_jobs(store, rec, wait=True)

@@ -15,7 +15,7 @@ from glm5_hpc.app.paced_query import PacedQuery
 from glm5_hpc.app.records import current_run, job_ids
 from glm5_hpc.app.status import DeploymentStatus, health_hint, log_path, log_tail, status_of
 from glm5_hpc.domain.names import SERVE
-from glm5_hpc.errors import Glm5Error, InputError
+from glm5_hpc.errors import Glm5Error
 
 
 class WaitFailedError(Glm5Error):
@@ -27,9 +27,7 @@ def wait(
     max_query_interval_s: float = 10.0,
 ) -> DeploymentStatus:  # fmt: skip
     store = store or Store()
-    rec = store.load(name)
-    if rec is None:
-        raise InputError(f"no deployment named {name!r}")
+    rec = store.require(name)
     run = current_run(rec) or {}
     ids = job_ids(run)
     deadline = time.monotonic() + timeout_s if timeout_s else None
