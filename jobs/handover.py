@@ -9,7 +9,6 @@ listed in the run's handovers.json, so no job id is lost and `glm5_hpc cancel` f
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -30,22 +29,13 @@ class HandoverPlan:
     generation: int = 0
 
 
-def job_end_epoch(job_id: str) -> float | None:
-    """When Slurm will end this job (its time limit), from squeue's EndTime."""
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%e"], capture_output=True, text=True, timeout=60, check=False)
-    try:
-        return time.mktime(time.strptime(out.stdout.strip(), "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
-
-
 def queue_successor(plan: HandoverPlan, job_id: str, fn: Callable[..., Any], stage: str, script: str,
                     watch: WatchSpec, secrets: dict[str, Any] | None) -> str | None:  # fmt: skip
     """Queue this job's successor, once (a requeued job finds the one it queued before)."""
     queued = read_json_list(plan.handovers_file)
     if any(e.get("after") == job_id for e in queued):
         return None
-    end = job_end_epoch(job_id)
+    end = slurm.job_end_epoch(job_id)
     if end is None:
         print(f"glm5_hpc: handover: no end time for job {job_id}; no successor queued", file=sys.stderr, flush=True)
         return None

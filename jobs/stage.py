@@ -23,12 +23,13 @@ import time
 from dataclasses import replace
 from types import FrameType
 
+from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.secrets import read_secret
 from glm5_hpc.domain.profile import Secret
 from glm5_hpc.domain.render import PORT_ENV
 from glm5_hpc.domain.watch import WatchSpec
-from glm5_hpc.errors import Glm5Error
-from jobs.handover import HandoverPlan, job_end_epoch, queue_successor
+from glm5_hpc.errors import Glm5Error, SlurmError
+from jobs.handover import HandoverPlan, queue_successor
 from jobs.watcher import HealthFile, Watcher
 
 
@@ -102,11 +103,14 @@ def start_requeue_timer(lead_s: float, stopping: threading.Event) -> None:
     job_id = os.environ.get("SLURM_JOB_ID", "")
 
     def timer() -> None:
-        end = job_end_epoch(job_id)
+        end = slurm.job_end_epoch(job_id)
         if end is None or stopping.wait(max(0.0, end - time.time() - lead_s)):
             return
         print(f"glm5_hpc: {lead_s:g}s before the time limit: requeueing job {job_id} (handover.mode requeue)", flush=True)
-        subprocess.run(["scontrol", "requeue", job_id], check=False, timeout=60)
+        try:
+            slurm.requeue(job_id)
+        except SlurmError as exc:
+            print(f"glm5_hpc: requeue of job {job_id} failed: {exc}", file=sys.stderr, flush=True)
 
     threading.Thread(target=timer, name="glm5-requeue", daemon=True).start()
 

@@ -85,7 +85,7 @@ def test_cli_without_nvidia_smi(tmp_path: Path) -> None:
 
 
 def test_cuda_visible_devices_narrows(fake_nvidia_smi: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from glm5_hpc.app.preflight import visible_gpus
+    from glm5_hpc.adapters.node_facts import visible_gpus
 
     monkeypatch.setitem(os.environ, "CUDA_VISIBLE_DEVICES", "3")
     assert visible_gpus(str(fake_nvidia_smi)) == []

@@ -84,6 +84,20 @@ def cancel(job_ids: Sequence[str]) -> None:
         _run(["scancel", *job_ids])
 
 
+def job_end_epoch(job_id: str) -> float | None:
+    """When Slurm will end a job (its time limit), from squeue's EndTime; None if it cannot tell."""
+    try:
+        out = _run(["squeue", "-h", "-j", job_id, "-o", "%e"], timeout_s=60)
+        return time.mktime(time.strptime(out.strip(), "%Y-%m-%dT%H:%M:%S"))
+    except (SlurmError, ValueError):
+        return None
+
+
+def requeue(job_id: str) -> None:
+    """Ask Slurm to requeue a job (the job itself, before its time limit). Raises SlurmError."""
+    _run(["scontrol", "requeue", job_id], timeout_s=60)
+
+
 @dataclass(frozen=True)
 class Submission:
     folder: Path

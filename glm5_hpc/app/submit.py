@@ -8,7 +8,6 @@ submitting process died (status then adopts its jobs by their comment).
 from __future__ import annotations
 
 import secrets
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -18,10 +17,11 @@ import glm5_hpc
 import jobs
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.files import write_atomic
+from glm5_hpc.adapters.git import git_commit
+from glm5_hpc.adapters.node_facts import checkpoint_facts
 from glm5_hpc.adapters.resources import load_profile, templates
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.cancel import cancel_live_jobs
-from glm5_hpc.app.preflight import checkpoint_facts
 from glm5_hpc.app.prep import prep_model
 from glm5_hpc.app.records import Record, Run, current_run, job_ids
 from glm5_hpc.app.router_job import ensure_router
@@ -31,25 +31,9 @@ from glm5_hpc.domain.plan import RunPaths, StagePlan, plan_chain, wheel_key
 from glm5_hpc.domain.profile import Profile
 from glm5_hpc.domain.render import RenderContext, render_run
 from glm5_hpc.domain.watch import WatchSpec
-from glm5_hpc.errors import Glm5Error, InputError, LiveJobsError, SlurmError
+from glm5_hpc.errors import InputError, LiveJobsError, SlurmError
 from jobs.handover import HandoverPlan
 from jobs.stage import run_stage
-
-
-def git_commit(repo: str, branch: str) -> str:
-    """The branch's current commit, pinned at submit time so the build is reproducible."""
-    try:
-        out = subprocess.run(["git", "ls-remote", "--heads", repo, f"refs/heads/{branch}"],
-                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise Glm5Error(f"git ls-remote {repo} timed out after 60s; check network access to the source repository") from None
-    sha = out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else ""
-    if not sha:
-        raise InputError(
-            f"branch {branch!r} not found in {repo} (git: {out.stderr.strip()[-300:] or 'no such branch'}); "
-            "check recipe.source.repo and recipe.source.branch in the profile"
-        )
-    return sha
 
 
 def _tool_packages() -> dict[str, str]:
