@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--url", help="probe this URL instead of (or besides) a deployment's endpoint")
     s.add_argument("--model", help="model id expected in /v1/models (default: the deployment's, or the first listed)")
 
+    s = sub.add_parser("cleanup", help="remove ended runs' directories and unused wheels from the work dirs")
+    s.add_argument("--older-than", default="7d", help="only what is older than this (e.g. 7d, 12h, 0; default 7d)")
+    s.add_argument("--dry-run", action="store_true", help="list what would be removed and the space it would free")
+
     s = sub.add_parser("cancel", help="cancel every job of a deployment (its containers are removed)")
     _route_arg(s)
     s.add_argument("name", metavar="NAME")
@@ -328,6 +332,25 @@ def _cmd_patch_source(args: argparse.Namespace) -> int:
     return 1 if args.check and any(o.state == "needed" for o in outcomes) else 0
 
 
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from glm5_hpc.app.cleanup import cleanup
+    from glm5_hpc.domain.cleanup import parse_age
+    from glm5_hpc.errors import InputError
+
+    try:
+        older_than_s = parse_age(args.older_than)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    freed = cleanup(older_than_s, args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for f in freed:
+        owner = f" ({f.removal.deployment} run {f.removal.run_id})" if f.removal.run_id else ""
+        print(f"{verb} {f.removal.path}{owner}: {f.removal.why}, {f.bytes / 1e6:.1f} MB")
+    total = sum(f.bytes for f in freed) / 1e6
+    print(f"{verb} {len(freed)} item(s), {total:.1f} MB" if freed else "nothing to remove")
+    return 0
+
+
 def _cmd_patch_flashinfer(args: argparse.Namespace) -> int:
     from glm5_hpc.adapters.flashinfer_files import patch_flashinfer
 
@@ -475,6 +498,7 @@ COMMANDS = {
     "logs": _cmd_logs,
     "probe": _cmd_probe,
     "cancel": _cmd_cancel,
+    "cleanup": _cmd_cleanup,
     "prep": _cmd_prep,
     "patch-source": _cmd_patch_source,
     "patch-flashinfer": _cmd_patch_flashinfer,
