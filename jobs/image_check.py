@@ -12,7 +12,7 @@ import importlib.metadata
 import sys
 from pathlib import Path
 
-from glm5_hpc.adapters.flashinfer_files import record
+from glm5_hpc.adapters.files import write_json_atomic
 from glm5_hpc.domain.image_fit import fit
 
 
@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     version = installed_version()
     verdict = fit(args.variant, version, args.image)
-    record(args.record, {"tensorrt_llm": version, "variant": args.variant, "fit": verdict.state, "message": verdict.message})
+    write_json_atomic(
+        args.record, {"tensorrt_llm": version, "variant": args.variant, "fit": verdict.state, "message": verdict.message}
+    )
     stream = sys.stderr if verdict.state == "refused" else sys.stdout
     print(f"glm5_hpc: image: {verdict.state}: {verdict.message}", file=stream, flush=True)
     return 2 if verdict.state == "refused" else 0

@@ -12,7 +12,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from glm5_hpc.adapters.flashinfer_files import patch_flashinfer, record
+from glm5_hpc.adapters.files import write_json_atomic
+from glm5_hpc.adapters.flashinfer_files import patch_flashinfer
 from glm5_hpc.domain.recipe_patches import FLASHINFER_MLA_CHECK
 from glm5_hpc.errors import Glm5Error
 
@@ -37,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
             outcome = patch_flashinfer(root)
         except Glm5Error as exc:
             print(f"glm5_hpc: flashinfer patch failed: {exc}", file=sys.stderr)
-            record(args.record, {"patch": FLASHINFER_MLA_CHECK.name, "state": "drift", "error": str(exc)})
+            write_json_atomic(args.record, {"patch": FLASHINFER_MLA_CHECK.name, "state": "drift", "error": str(exc)})
             return 1
         doc = outcome.to_json()
         print(f"glm5_hpc: {outcome.line()}", flush=True)
-    record(args.record, doc)
+    write_json_atomic(args.record, doc)
     return 0
 
 

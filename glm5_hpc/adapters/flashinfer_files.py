@@ -3,7 +3,6 @@ only: it runs inside the serve container too (jobs/patch_flashinfer.py)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +80,3 @@ def patch_flashinfer(path: Path, check: bool = False) -> FlashinferOutcome:
     if after.state is not FlashinferState.APPLIED:
         raise PatchDriftError(f"flashinfer: {outcome.file} still rejects 192 after the edit ({after.detail}); check it by hand")
     return FlashinferOutcome(package, outcome.version, result, changed=True)
-
-
-def record(path: Path, doc: dict[str, object]) -> None:
-    write_atomic(path, (json.dumps(doc) + "\n").encode())
