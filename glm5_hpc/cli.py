@@ -8,16 +8,17 @@ Heavy modules are imported inside the command that needs them, so `--help` start
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from glm5_hpc import __version__
 from glm5_hpc.errors import Glm5Error
 
+TYPE_CHECKING = False  # typing, pathlib and json are not imported at start-up: `--help` stays fast
+
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
     from glm5_hpc.app.status import DeploymentStatus
 
 EDITS = ("architecture", "rope", "tokenizer-class", "special-tokens-key")
@@ -77,19 +78,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("name", metavar="NAME")
 
     s = sub.add_parser("prep", help="edit a checkpoint's config files as the recipe says (Steps 1-2)")
-    s.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    s.add_argument("model_dir", type=_path, metavar="MODEL_DIR")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--check", action="store_true", help="say what would change; exit 1 if not prepared")
     g.add_argument("--revert", action="store_true", help="restore the .orig originals")
     s.add_argument("--skip", action="append", choices=EDITS, default=[], help="leave this edit out (repeatable)")
-    s.add_argument("--record", type=Path, help="write the result (actions, sha256 before/after) to this JSON file")
+    s.add_argument("--record", type=_path, help="write the result (actions, sha256 before/after) to this JSON file")
 
     s = sub.add_parser("patch-source", help="apply the recipe's C++ fixes to a TensorRT-LLM tree (Step 4)")
-    s.add_argument("src", type=Path, metavar="SRC")
+    s.add_argument("src", type=_path, metavar="SRC")
     s.add_argument("--check", action="store_true", help="report each patch's state; exit 1 if any is needed")
 
     s = sub.add_parser("patch-flashinfer", help="give GLM-5 the flashinfer it needs (Step 7): patch, or say why not")
-    s.add_argument("path", type=Path, metavar="PATH", help="a flashinfer package directory, or a site-packages directory")
+    s.add_argument("path", type=_path, metavar="PATH", help="a flashinfer package directory, or a site-packages directory")
     s.add_argument("--check", action="store_true", help="report the state and change nothing")
 
     s = sub.add_parser("render", help="print the scripts a submission would write, without submitting")
@@ -100,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("preflight", help="check this node's GPUs before a build or serve stage starts")
     s.add_argument("--min-gpus", type=int, default=0, help="GPUs needed (serve.tp_size)")
     s.add_argument("--cuda-arch", help="recipe.build.cuda_architectures the wheel is built for")
-    s.add_argument("--model", type=Path, help="checkpoint directory (an NVFP4 checkpoint needs compute capability >= 10.0)")
+    s.add_argument("--model", type=_path, help="checkpoint directory (an NVFP4 checkpoint needs compute capability >= 10.0)")
     s.add_argument("--nvidia-smi", default="nvidia-smi", help=argparse.SUPPRESS)
 
     s = sub.add_parser("remote", help="manage glm5_hpc's own copy on a profile's login node")
@@ -116,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     psub = s.add_subparsers(dest="profile_command", required=True, metavar="ACTION")
     pi = psub.add_parser("init", help="ask the cluster (sinfo, container tools) and write a commented profile")
     pi.add_argument("name", metavar="NAME")
-    pi.add_argument("--output", type=Path, help="file to write (default: ~/.config/glm5_hpc/profiles/NAME.yaml)")
+    pi.add_argument("--output", type=_path, help="file to write (default: ~/.config/glm5_hpc/profiles/NAME.yaml)")
     pi.add_argument("--force", action="store_true", help="replace an existing file")
     pi.add_argument("--ssh", metavar="[USER@]HOST[:PORT]", help="ask this login node over SSH; the profile gets an ssh: block")
     pi.add_argument("--identity-file", help="with --ssh: private key")
@@ -144,6 +145,12 @@ def _route_arg(s: argparse.ArgumentParser) -> None:
 def _wait_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--wait", action="store_true", help="block until healthy (exit 0) or failed (exit 1)")
     s.add_argument("--timeout", type=float, default=None, metavar="S", help="with --wait: give up after S seconds")
+
+
+def _path(text: str) -> Path:
+    from pathlib import Path
+
+    return Path(text)
 
 
 def _submitted(name: str, run: dict[str, Any], args: argparse.Namespace) -> int:
@@ -195,6 +202,9 @@ def _cmd_redeploy(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+    import time
+
     from glm5_hpc.app.paced_query import PacedQuery
     from glm5_hpc.app.status import status
 
@@ -217,6 +227,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def format_status(st: DeploymentStatus) -> str:
+    import time
+
     from glm5_hpc.domain.reach import NODE_ONLY
 
     rows = [("STAGE", "JOB", "STATE", "NODE", "ELAPSED", "EXIT", "REASON")]
@@ -263,6 +275,8 @@ def format_status(st: DeploymentStatus) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    import json
+
     from glm5_hpc.app.status import status
 
     statuses = status()
@@ -434,7 +448,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     shell = SSHShell(Ssh.model_validate(ssh_block)) if ssh_block else LocalShell()
     values = {"model": args.model, "work_dir": args.work_dir, "image": args.image, "variant": args.variant,
               "repo": args.source_repo, "branch": args.source_branch}  # fmt: skip
-    output = args.output or Path.home() / ".config" / "glm5_hpc" / "profiles" / f"{args.name}.yaml"
+    output = args.output or _path("~/.config/glm5_hpc/profiles").expanduser() / f"{args.name}.yaml"
     try:
         path = profiles.init(args.name, shell, output, values, ssh_block, not args.no_gpu_preflight, args.force)
     finally:
