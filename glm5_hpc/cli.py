@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*", metavar="NAME", help="deployments (default: all)")
     s.add_argument("--json", action="store_true", help="one JSON document")
     s.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
-    s.add_argument("--interval", type=float, default=5.0, metavar="S", help="with --watch: seconds between refreshes")
+    s.add_argument("--interval", type=_positive, default=5.0, metavar="S", help="with --watch: seconds between refreshes")
 
     s = sub.add_parser("list", help="one line per deployment")
     _route_arg(s)
@@ -60,13 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     _route_arg(s)
     s.add_argument("name", metavar="NAME")
     s.add_argument("stage", nargs="?", choices=STAGES)
-    s.add_argument("-n", "--lines", type=int, default=50, help="last N lines (default 50)")
+    s.add_argument("-n", "--lines", type=_count, default=50, help="last N lines (default 50)")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
 
     s = sub.add_parser("probe", help="run the probe ladder once; exit 0 only when every rung passes")
     _route_arg(s)
     s.add_argument("name", nargs="?", metavar="NAME", help="a deployment (its endpoint and health settings)")
-    s.add_argument("--url", help="probe this URL instead of (or besides) a deployment's endpoint")
+    s.add_argument("--url", type=_url, help="probe this URL instead of (or besides) a deployment's endpoint")
     s.add_argument("--model", help="model id expected in /v1/models (default: the deployment's, or the first listed)")
 
     s = sub.add_parser("cleanup", help="remove ended runs' directories and unused wheels from the work dirs")
@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tunnel", help="forward a local port to a deployment's endpoint (follows redeploys)")
     s.add_argument("name", metavar="NAME")
     s.add_argument("--profile", help="the deployment's profile (through its login node, if it has ssh:)")
-    s.add_argument("--local-port", type=int, default=0, help="local port (default: a free one, printed)")
+    s.add_argument("--local-port", type=_port, default=0, help="local port (default: a free one, printed)")
 
     s = sub.add_parser("profile", help="profile init (ask the cluster and write one), validate, show")
     psub = s.add_subparsers(dest="profile_command", required=True, metavar="ACTION")
@@ -144,7 +144,43 @@ def _route_arg(s: argparse.ArgumentParser) -> None:
 
 def _wait_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--wait", action="store_true", help="block until healthy (exit 0) or failed (exit 1)")
-    s.add_argument("--timeout", type=float, default=None, metavar="S", help="with --wait: give up after S seconds")
+    s.add_argument("--timeout", type=_positive, default=None, metavar="S", help="with --wait: give up after S seconds")
+
+
+def _positive(text: str) -> float:
+    """Seconds: a number above 0 (bad values exit 2 before anything is read or submitted)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 for a free one, up to 65535)")
+    return int(text)
+
+
+def _url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL with a host, such as http://10.0.0.5:8000")
+    return text
 
 
 def _path(text: str) -> Path:

@@ -81,3 +81,23 @@ def test_no_downtime_redeploy_needs_the_router(state_dir: Path) -> None:
     proc = glm5("redeploy", "d", "--no-downtime")
     assert proc.returncode == 2 and "redeploy --no-downtime needs router.enabled: true in profile" in proc.stderr
     assert json.loads((state_dir / "deployments" / "d.json").read_text())["runs"] == [run]  # nothing changed
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["submit", "--profile", "local", "--wait", "--timeout", "-5"], "argument --timeout: '-5' is not a number of seconds"),
+        (["redeploy", "x", "--timeout", "nan"], "argument --timeout: 'nan' is not a number of seconds"),
+        (["status", "--watch", "--interval", "-1"], "argument --interval: '-1' is not a number of seconds above 0"),
+        (["status", "--watch", "--interval", "0"], "argument --interval: '0' is not a number of seconds above 0"),
+        (["logs", "x", "-n", "0"], "argument -n/--lines: '0' is not a whole number of 1 or more"),
+        (["logs", "x", "-n", "-3"], "argument -n/--lines: '-3' is not a whole number of 1 or more"),
+        (["probe", "--url", "http://[::1"], "argument --url: 'http://[::1' is not an http(s) URL with a host"),
+        (["probe", "--url", "localhost:8000"], "argument --url: 'localhost:8000' is not an http(s) URL with a host"),
+        (["tunnel", "x", "--local-port", "70000"], "argument --local-port: '70000' is not a port number"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_them_before_anything_runs(argv: list[str], named: str, state_dir: Path) -> None:
+    proc = glm5(*argv)
+    assert proc.returncode == 2 and named in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not state_dir.exists()  # nothing was recorded, so nothing was submitted
