@@ -26,9 +26,11 @@ __all__ = ["RUNGS", "probe"]
 
 
 def probe(name: str | None, url: str | None, model_id: str | None, store: Store | None = None) -> tuple[str, list[Verdict]]:
-    """Returns (url probed, verdicts). A deployment's own health settings apply when NAME is given."""
+    """Returns (url probed, verdicts). A deployment's own health settings apply when NAME is given;
+    its status is read once, and a node-only endpoint is probed through its serve job."""
     health = Health()
     headers: dict[str, str] | None = None
+    relay: Reach | None = None
     if name is not None:
         store = store or Store()
         (st,) = status([name], store)
@@ -36,7 +38,7 @@ def probe(name: str | None, url: str | None, model_id: str | None, store: Store 
             raise InputError(f"deployment {name!r} has no endpoint now (serve job {st.phase}); see glm5_hpc status {name}")
         reach = serve_reach_of(st.to_json())
         if url is None and reach is not None and needs_relay(reach):
-            return _probe_through_job(name, reach, model_id, store)
+            relay = reach
         url = url or st.endpoint
         rec = store.load(name) or {}
         profile = load_profile((current_run(rec) or {}).get("profile_file") or rec.get("profile", ""))
@@ -45,7 +47,21 @@ def probe(name: str | None, url: str | None, model_id: str | None, store: Store 
             headers = {"Authorization": f"Bearer {read_secret('gateway.api_key', profile.gateway.api_key)}"}
     if url is None:
         raise InputError("give a deployment NAME or --url URL")
-    url = url.rstrip("/")
+    if relay is None:
+        return url.rstrip("/"), _ladder(url.rstrip("/"), model_id, health, headers)
+    from glm5_hpc.app.tunnel import Tunnel
+
+    tunnel = Tunnel(0, lambda: relay, lambda r: open_local(r, sys.executable), lambda _line: None)
+    tunnel.current = relay
+    threading.Thread(target=tunnel.serve, kwargs={"refresh": False}, daemon=True).start()
+    try:
+        verdicts = _ladder(f"http://127.0.0.1:{tunnel.local_port}", model_id, health, headers)
+    finally:
+        tunnel.close()
+    return f"{relay.url} (through serve job {relay.job_id} on node {relay.node})", verdicts
+
+
+def _ladder(url: str, model_id: str | None, health: Health, headers: dict[str, str] | None) -> list[Verdict]:
     with httpx.Client() as client:
         if model_id is None:  # --url alone: take the model the server lists
             try:
@@ -53,20 +69,5 @@ def probe(name: str | None, url: str | None, model_id: str | None, store: Store 
                 model_id = str(json.loads(body)["data"][0]["id"])
             except (httpx.HTTPError, ReplyError, ValueError, KeyError, IndexError, TypeError):
                 model_id = ""
-        verdicts = run_ladder(client, url, model_id, health.prompt, health.expect, health.max_tokens,
-                              health.request_timeout_s, health.completion_timeout_s, headers)  # fmt: skip
-    return url, verdicts
-
-
-def _probe_through_job(name: str, reach: Reach, model_id: str | None, store: Store) -> tuple[str, list[Verdict]]:
-    from glm5_hpc.app.tunnel import Tunnel
-
-    tunnel = Tunnel(0, lambda: reach, lambda r: open_local(r, sys.executable), lambda _line: None)
-    tunnel.current = reach
-    threading.Thread(target=tunnel.serve, kwargs={"refresh": False}, daemon=True).start()
-    try:
-        local = f"http://127.0.0.1:{tunnel.local_port}"
-        _, verdicts = probe(name, local, model_id, store)
-    finally:
-        tunnel.close()
-    return f"{reach.url} (through serve job {reach.job_id} on node {reach.node})", verdicts
+        return run_ladder(client, url, model_id, health.prompt, health.expect, health.max_tokens,
+                          health.request_timeout_s, health.completion_timeout_s, headers)  # fmt: skip
