@@ -13,6 +13,8 @@ dependents are cancelled (--kill-on-invalid-dep=yes).
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import os
 import signal
 import socket
@@ -21,16 +23,20 @@ import sys
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType
 
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.secrets import read_secret
 from glm5_hpc.domain.profile import Secret
-from glm5_hpc.domain.render import PORT_ENV
+from glm5_hpc.domain.render import LIFELINE_ENV, PORT_ENV
 from glm5_hpc.domain.watch import WatchSpec
 from glm5_hpc.errors import Glm5Error, SlurmError
+from jobs import lifeline
 from jobs.handover import HandoverPlan, queue_successor
 from jobs.watcher import HealthFile, Watcher
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class _Child:
@@ -52,6 +58,16 @@ class _Child:
         self.stopping.set()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signum)
+
+
+def end_with_batch_script() -> None:
+    """SIGTERM this process if the batch script that started it dies (SIGKILL, the OOM killer):
+    where Slurm tracks a job's processes by parentage (proctrack/linuxproc), an orphan escapes
+    the job's end. The signal takes the usual path: the script's trap removes the container."""
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -76,7 +92,11 @@ def run_stage(
     child = _Child()
     signal.signal(signal.SIGTERM, child.on_signal)
     signal.signal(signal.SIGINT, child.on_signal)
+    end_with_batch_script()
     env = {**os.environ, **read_secrets(secrets or {})}
+    env[LIFELINE_ENV] = str(lifeline.lock_path(os.environ.get("SLURM_JOB_ID") or str(os.getpid())))
+    lifeline.hold(Path(env[LIFELINE_ENV]))  # released only when this process ends, however it ends
+    atexit.register(Path(env[LIFELINE_ENV]).unlink, missing_ok=True)
     if watch is None:
         rc = child.start(script, env).wait()
     else:

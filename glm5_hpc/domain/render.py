@@ -22,6 +22,7 @@ from glm5_hpc.domain.profile import Profile
 RUNTIMES = ("docker", "pyxis", "apptainer", "bare")
 TEMPLATES = ("prep-model.sh", "build-wheel.sh", "serve.sh", "serve-container.sh", *(f"runtime-{r}.sh" for r in RUNTIMES))
 TOOL_MOUNT = PurePosixPath("/opt/glm5_hpc")
+LIFELINE_ENV = "GLM5_HPC_LIFELINE"  # the stage process's lock file (jobs/lifeline.py)
 PORT_ENV = "GLM5_SERVE_PORT"  # set by the serve stage at start (serve.port, or a free port for "auto")
 PORT_REF = f'"${PORT_ENV}"'  # the one word of serve_argv the shell must expand
 
@@ -139,6 +140,7 @@ def _runtime(profile: Profile, ctx: RenderContext, stage: str, templates: Mappin
     values = {
         "binary": q(c.binary), "container_prefix": q(job_name(ctx.deployment, stage)), "image": q(c.image),
         "run_flags": shlex.join(c.run_flags), "env_sh": q(ctx.paths.scripts / "env.sh"),
+        "deployment": q(ctx.deployment), "lifeline": q(TOOL_MOUNT / "jobs" / "lifeline.py"),
     }  # fmt: skip
     if c.runtime == "docker":
         flags = list(c.run_flags) + (["--network", "host"] if c.network == "host" else [])
