@@ -272,14 +272,16 @@ def format_status(st: DeploymentStatus) -> str:
         (s.stage, s.job_id or "-", s.state, s.node or "-", s.elapsed or "-", s.exit_code or "-", s.reason) for s in st.stages
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [f"deployment {st.name} (profile {st.profile}, run {st.run_id}, {st.runs} run(s))"]
+    replacing = f", replacing run {st.replaces}" if st.replaces else ""
+    lines = [f"deployment {st.name} (profile {st.profile}, run {st.run_id}{replacing}, {st.runs} run(s))"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append(f"  endpoint: {st.endpoint or '-'}" + (f" ({st.endpoint_kind})" if st.endpoint_kind else ""))
     if st.router_job:
         stable = st.stable_endpoint or "not listening (router job not running)"
         on = f" on node {st.router_node}" + (", reachable on that node only" if st.stable_endpoint_scope == NODE_ONLY else "")
         lines.append(f"  router:   {stable} (job {st.router_job}{on if st.stable_endpoint else ''}), "
-                     f"forwarding to serve job {st.route_job or '-'}")  # fmt: skip
+                     f"forwarding to serve job {st.route_job or '-'}"
+                     + (f" of run {st.route_run}, not the current run" if st.route_run else ""))  # fmt: skip
     if NODE_ONLY in (st.endpoint_scope, st.stable_endpoint_scope):
         lines.append(f"  reach:    from other machines, glm5_hpc probe/tunnel {st.name} go through the job on its node")
     if st.handovers or st.next_serve:
@@ -577,5 +579,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.command in ("status", "tunnel"):
             return 0
-        print("glm5_hpc: interrupted; submitted jobs keep running (see glm5_hpc status)", file=sys.stderr)
+        after = " (jobs submitted before it are recorded and keep running: glm5_hpc status)"
+        print(f"glm5_hpc: interrupted{after if args.command in ('submit', 'redeploy') else ''}", file=sys.stderr)
         return 130

@@ -120,6 +120,12 @@ def squeue_ids() -> set[str]:
     return set(out.split())
 
 
+def comment_jobs(name: str) -> list[str]:
+    """Ids of the queued jobs that carry the deployment's comment, recorded or not."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, check=True).stdout
+    return [ln.split("|")[0] for ln in out.splitlines() if ln.split("|")[1].startswith(f"glm5_hpc:{name}:")]
+
+
 def containers() -> set[str]:
     out = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
     return set(out.stdout.split())

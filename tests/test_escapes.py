@@ -4,15 +4,27 @@ docker-compatible podman."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import containers, eventually, glm5, squeue_ids, status_json
+from tests.conftest import (
+    GLM5_HPC,
+    comment_jobs,
+    containers,
+    dies_after_sbatch,
+    eventually,
+    glm5,
+    routed_profile,
+    squeue_ids,
+    status_json,
+)
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -117,3 +129,86 @@ def test_a_stale_container_of_a_dead_job_is_removed_by_the_next_job(
         assert f"removing container {stale}: its job 999999 is no longer in the queue" in logs
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", stale, other], capture_output=True)
+
+
+def test_jobs_the_record_lacks_are_found_by_submit_and_cancel(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path
+) -> None:
+    """The command dies right after the serve job's sbatch (SIGKILL, OOM, a dropped SSH session):
+    submitting again refuses, naming that job, instead of running beside it, and cancel ends it,
+    with a job of the deployment no run knows (a lost record) as well."""
+    name = "unrec"
+    cleanup_deployments.append(name)
+    profile = make_profile(name)
+    cmd = [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", name]
+    died = subprocess.run(cmd, env=dies_after_sbatch("serve"), capture_output=True, text=True, cwd="/", timeout=120)
+    assert died.returncode == 137, died.stderr
+    (serve,) = subprocess.run(["squeue", "-h", "-n", f"glm5-{name}-serve", "-o", "%i"], capture_output=True, text=True,
+                              check=True).stdout.split()  # fmt: skip
+    stray = subprocess.run(
+        ["sbatch", "--parsable", "-J", f"glm5-{name}-serve", f"--comment=glm5_hpc:{name}:20260101-000000-dead",
+         "-o", "/dev/null", "--wrap", "sleep 600"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    again = glm5("submit", "--profile", str(profile), "--name", name)
+    assert again.returncode == 1 and serve in again.stderr and stray in again.stderr, again.stderr
+    record = json.loads((state_dir / "deployments" / f"{name}.json").read_text())
+    assert len(record["runs"]) == 1  # nothing submitted beside them
+    run = record["runs"][0]
+    assert {"stage": "serve", "job_id": serve, "adopted": True} in run["stages"]
+    assert run["submission"] == "complete (jobs adopted)"
+    assert [a["job_id"] for a in run["adopted"]] == [stray]
+    cancelled = glm5("cancel", name, check=True).stdout
+    assert serve in cancelled and stray in cancelled, cancelled
+    assert eventually(lambda: not comment_jobs(name), timeout_s=90)
+    assert eventually(lambda: not deployment_containers(name), timeout_s=60)
+    assert "nothing left to cancel" in glm5("cancel", name, check=True).stdout
+
+
+def _replacing(state_dir: Path, name: str) -> bool:
+    try:
+        record = json.loads((state_dir / "deployments" / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(record["runs"][-1].get("replaces")) and record["runs"][-1].get("submission") == "complete"
+
+
+def test_redeploy_without_downtime_interrupted_or_killed(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path
+) -> None:
+    """Ctrl-C while the replacement starts: it is cancelled and the old run stays current. SIGKILL
+    there: status shows which run's job holds the route, and cancel removes every job."""
+    name = "bgstop"
+    cleanup_deployments.append(name)
+    profile = routed_profile(make_profile, name)
+    glm5("submit", "--profile", str(profile), "--name", name, "--wait", "--timeout", "240", check=True)
+    old = status_json(name)
+    assert old["healthy"] and old["route_job"]
+    broken = routed_profile(make_profile, f"{name}-broken", container={"env": {"GLM5_STANDIN_FAULT": "hang"}},
+                            work_dir=str(profile.parent / "work"))  # fmt: skip
+    cmd = [str(GLM5_HPC), "redeploy", name, "--no-downtime", "--profile", str(broken), "--timeout", "600"]
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    assert eventually(lambda: _replacing(state_dir, name), timeout_s=60)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130 and f"run {old['run_id']} keeps serving" in out, out + err
+    record = json.loads((state_dir / "deployments" / f"{name}.json").read_text())
+    (abandoned,) = record["failed_replacements"]
+    assert record["runs"][-1]["run_id"] == old["run_id"] and abandoned["failure"] == "redeploy --no-downtime was interrupted"
+    assert not {s["job_id"] for s in abandoned["stages"] if s["job_id"]} & squeue_ids()
+    kept = status_json(name)
+    assert kept["healthy"] and kept["route_job"] == old["route_job"] and kept["run_id"] == old["run_id"]
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+    assert eventually(lambda: _replacing(state_dir, name), timeout_s=60)
+    proc.kill()
+    proc.wait(timeout=30)
+    cut = status_json(name)
+    assert cut["replaces"] == old["run_id"] and cut["run_id"] != old["run_id"]
+    assert cut["route_job"] == old["route_job"] and cut["route_run"] == old["run_id"], cut
+    assert "not the current run" in glm5("status", name, check=True).stdout
+    glm5("cancel", name, check=True)
+    assert eventually(lambda: not comment_jobs(name), timeout_s=120), comment_jobs(name)
+    assert eventually(lambda: not deployment_containers(name), timeout_s=60), deployment_containers(name)

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import (
     GLM5_HPC,
+    comment_jobs,
     dies_after_sbatch,
     eventually,
     glm5,
@@ -30,11 +31,6 @@ pytestmark = pytest.mark.usefixtures("cluster")
 def job_state(job_id: str) -> str:
     out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True).stdout
     return out.split()[0] if out.split() else ""
-
-
-def comment_jobs(name: str) -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, check=True).stdout
-    return [ln.split("|")[0] for ln in out.splitlines() if ln.split("|")[1].startswith(f"glm5_hpc:{name}:")]
 
 
 def test_handover_before_the_time_limit(

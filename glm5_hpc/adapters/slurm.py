@@ -79,6 +79,18 @@ def find_jobs(comment: str, since_epoch: float) -> dict[str, str]:
     return found
 
 
+@_query_retry
+def live_jobs_with_comment_prefix(prefix: str) -> dict[str, tuple[str, str]]:
+    """{job id: (job name, comment)} of my jobs in the queue whose comment starts with `prefix`:
+    one squeue call, how every command finds jobs a dead process never recorded."""
+    found: dict[str, tuple[str, str]] = {}
+    for line in _run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%j|%k"]).splitlines():
+        parts = line.split("|", 2)
+        if len(parts) == 3 and parts[2].startswith(prefix):
+            found[parts[0]] = (parts[1], parts[2])
+    return found
+
+
 def cancel(job_ids: Sequence[str]) -> None:
     if job_ids:
         _run(["scancel", *job_ids])

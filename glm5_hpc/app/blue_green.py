@@ -16,6 +16,7 @@ from collections.abc import Callable
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.resources import load_profile
 from glm5_hpc.adapters.store import Store
+from glm5_hpc.app.adoption import adopt_live_jobs
 from glm5_hpc.app.cancel import cancel_live_jobs
 from glm5_hpc.app.records import Record, Run, current_run, job_ids
 from glm5_hpc.app.router_job import ensure_router
@@ -38,6 +39,7 @@ def redeploy_no_downtime(
     store = store or Store()
     with store.locked(name):
         rec = store.require(name)
+        adopt_live_jobs(store, rec)
         old = current_run(rec)
         profile = load_profile(profile_name or (old or {}).get("profile_file") or rec.get("profile", ""))
         if not profile.router.enabled:
@@ -61,6 +63,10 @@ def redeploy_no_downtime(
         raise WaitFailedError(
             f"the new run {new['run_id']} did not become healthy ({exc}); it was cancelled and run {old['run_id']} keeps serving"
         ) from None
+    except KeyboardInterrupt:  # the replacement is not wanted any more: the old run stays current
+        report(f"interrupted: cancelling the new run {new['run_id']}; run {old['run_id']} keeps serving")
+        _abandon(store, name, new["run_id"], "redeploy --no-downtime was interrupted")
+        raise
     serve = st.stage("serve")
     report(f"traffic moved to job {serve.job_id if serve else '?'}; retiring run {old['run_id']}")
     _retire(store, name, old["run_id"], profile.router.drain_s + RETIRE_MARGIN_S)

@@ -7,7 +7,17 @@ import time
 
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.records import Record, Run, current_run, job_ids, new_outcomes, read_handovers, set_outcomes
+from glm5_hpc.app.adoption import adopt_live_jobs
+from glm5_hpc.app.records import (
+    Record,
+    Run,
+    all_runs,
+    current_run,
+    job_ids,
+    new_outcomes,
+    read_handovers,
+    set_outcomes,
+)
 from glm5_hpc.app.router_record import ROUTER, adopt_router
 from glm5_hpc.domain.slurm_state import JobInfo
 from glm5_hpc.errors import SlurmError
@@ -39,6 +49,23 @@ def cancel_live_jobs(store: Store, rec: Record, wait: bool = False, run: Run | N
     return cancelled
 
 
+def _run_job_ids(run: Run) -> list[str]:
+    return job_ids(run) + [h["job_id"] for h in read_handovers(run)]
+
+
+def live_jobs(rec: Record) -> dict[str, Run]:
+    """{job id: its run} of the jobs in the queue, across every run (failed replacements
+    included), the router aside: one Slurm query."""
+    infos = slurm.query([j for run in all_runs(rec) for j in _run_job_ids(run)])
+    return {j: run for run in all_runs(rec) for j in _run_job_ids(run) if (i := infos.get(j)) is not None and i.live}
+
+
+def cancel_runs(store: Store, rec: Record, wait: bool = False) -> list[str]:
+    """cancel_live_jobs for every run that has a live job, not only the current one."""
+    runs = {id(run): run for run in live_jobs(rec).values()}
+    return [j for run in runs.values() for j in cancel_live_jobs(store, rec, wait=wait, run=run)]
+
+
 def wait_gone(ids: list[str]) -> dict[str, JobInfo]:
     deadline, delay = time.monotonic() + GONE_TIMEOUT_S, 0.5
     while True:
@@ -65,9 +92,10 @@ def cancel_router(store: Store, rec: Record) -> list[str]:
 
 
 def cancel(name: str, store: Store | None = None) -> list[str]:
-    """Cancel every live job of the deployment, its router included. Returns the ids cancelled
-    (empty: nothing left)."""
+    """Cancel every live job of the deployment, in any of its runs, its router and jobs found by
+    their comment included. Returns the ids cancelled (empty: nothing left)."""
     store = store or Store()
     with store.locked(name):
         rec = store.require(name)
-        return cancel_live_jobs(store, rec) + cancel_router(store, rec)
+        adopt_live_jobs(store, rec)
+        return cancel_runs(store, rec) + cancel_router(store, rec)

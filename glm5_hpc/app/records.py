@@ -14,8 +14,6 @@ from glm5_hpc.domain.slurm_state import JobInfo
 Record = dict[str, Any]
 Run = dict[str, Any]
 
-# Test hook: exit right after sbatch returns for this job (a stage, or "router"), before its id is recorded.
-
 
 def current_run(rec: Record) -> Run | None:
     runs = rec.get("runs") or []
@@ -23,9 +21,19 @@ def current_run(rec: Record) -> Run | None:
 
 
 def job_ids(run: Run | None) -> list[str]:
-    """Every job of the run: its stages', then the serve jobs that took over by handover."""
+    """Every job of the run: its stages', the serve jobs that took over by handover, and jobs
+    found by their comment that no stage accounts for."""
     run = run or {}
-    return [s["job_id"] for s in run.get("stages", []) if s.get("job_id")] + [h["job_id"] for h in run.get("handovers", [])]
+    return (
+        [s["job_id"] for s in run.get("stages", []) if s.get("job_id")]
+        + [h["job_id"] for h in run.get("handovers", [])]
+        + [a["job_id"] for a in run.get("adopted", [])]
+    )
+
+
+def all_runs(rec: Record) -> list[Run]:
+    """The runs, then the replacements that failed (kept so that no job id is lost)."""
+    return [*rec.get("runs", []), *rec.get("failed_replacements", [])]
 
 
 def read_handovers(run: Run) -> list[dict[str, Any]]:

@@ -17,10 +17,12 @@ from typing import Any
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.files import read_json
 from glm5_hpc.adapters.store import Store
+from glm5_hpc.app.adoption import adopt_interrupted
 from glm5_hpc.app.paced_query import PacedQuery
 from glm5_hpc.app.records import (
     Record,
     Run,
+    all_runs,
     current_run,
     job_ids,
     missing_stages,
@@ -29,7 +31,7 @@ from glm5_hpc.app.records import (
     set_outcomes,
 )
 from glm5_hpc.app.router_record import ROUTER, adopt_router, router_id, router_unrecorded
-from glm5_hpc.domain.names import SERVE, STAGES, job_comment, job_name
+from glm5_hpc.domain.names import SERVE, STAGES
 from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
 from glm5_hpc.errors import StateError
 
@@ -74,6 +76,8 @@ class DeploymentStatus:
     router_job: str | None = None
     router_node: str = ""
     route_job: str | None = None  # the serve job the router forwards to
+    route_run: str = ""  # the run of that job, when it is not the current run (a replacement under way or cut off)
+    replaces: str = ""  # the run this run is replacing without downtime (redeploy --no-downtime)
     handovers: int = 0  # serve jobs that took over from this run's first one
     next_serve: str = ""  # a queued successor: "job N, PENDING (BeginTime)"
 
@@ -187,6 +191,9 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
         st.health_reason = str(health.get("reason", ""))
     _router_fields(st, rec, run, infos)
     st.route_job = holder
+    if holder and holder not in (j for j, _ in serve_chain(run)):
+        st.route_run = next((r["run_id"] for r in all_runs(rec) if holder in (j for j, _ in serve_chain(r))), "?")
+    st.replaces = str(run.get("replaces", ""))
     st.failure = failure(st)
     return st
 
@@ -270,25 +277,11 @@ def _update_run_locked(store: Store, rec: Record, change: Callable[[Run], bool])
 
 def _adopt_interrupted(store: Store, rec: Record) -> None:
     """A run still "in progress" whose lock is free was left by a process that died during
-    submission. Find its jobs by their comment and record them; nothing is resubmitted."""
+    submission (app/adoption.py)."""
     run = current_run(rec)
     if run is None or run.get("submission") != "in progress" or not missing_stages(run):
         return
-
-    def adopt(fresh: Run) -> bool:
-        missing = missing_stages(fresh)
-        if fresh.get("submission") != "in progress" or not missing:
-            return False
-        found = slurm.find_jobs(job_comment(rec["name"], fresh["run_id"]), fresh["submitted_at"])
-        by_name = {name: jid for jid, name in found.items()}
-        for stage in missing:
-            if job_name(rec["name"], stage) in by_name:
-                fresh["stages"].append({"stage": stage, "job_id": by_name[job_name(rec["name"], stage)], "adopted": True})
-        never = missing_stages(fresh)
-        fresh["submission"] = f"interrupted: {', '.join(never)} never submitted" if never else "complete (jobs adopted)"
-        return True
-
-    _update_run_locked(store, rec, adopt)
+    _update_run_locked(store, rec, lambda fresh: adopt_interrupted(rec["name"], fresh))
 
 
 def _absorb(store: Store, rec: Record, infos: dict[str, JobInfo]) -> None:

@@ -21,9 +21,10 @@ from glm5_hpc.adapters.git import git_commit
 from glm5_hpc.adapters.node_facts import checkpoint_facts
 from glm5_hpc.adapters.resources import load_profile, templates
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.cancel import cancel_live_jobs
+from glm5_hpc.app.adoption import adopt_live_jobs
+from glm5_hpc.app.cancel import cancel_runs, live_jobs
 from glm5_hpc.app.prep import prep_model
-from glm5_hpc.app.records import Record, Run, current_run, job_ids
+from glm5_hpc.app.records import Record, Run, current_run
 from glm5_hpc.app.router_job import ensure_router
 from glm5_hpc.domain.model_prep import Edits
 from glm5_hpc.domain.names import BUILD, SERVE, STAGES, check_deployment_name, job_comment, job_name
@@ -86,9 +87,10 @@ def submit(profile: Profile, name: str, store: Store | None = None, rebuild: boo
     store = store or Store()
     with store.locked(name):
         rec = store.load(name) or {"name": name, "runs": []}
-        live = [j for j in slurm.query(job_ids(current_run(rec))).values() if j.live]
+        adopt_live_jobs(store, rec)
+        live = sorted(live_jobs(rec), key=int)
         if live:
-            raise LiveJobsError(name, [j.job_id for j in live])
+            raise LiveJobsError(name, live)
         ensure_router(store, rec, profile, name)
         return submit_run(store, rec, profile, name, from_stage=BUILD if rebuild else None, skip_prepared=False)
 
@@ -102,7 +104,8 @@ def redeploy(name: str, profile_name: str | None = None, from_stage: str | None 
         rec = store.require(name)
         previous = current_run(rec) or {}
         profile = load_profile(profile_name or previous.get("profile_file") or rec.get("profile", ""))
-        cancel_live_jobs(store, rec, wait=True)
+        adopt_live_jobs(store, rec)
+        cancel_runs(store, rec, wait=True)
         ensure_router(store, rec, profile, name)
         return submit_run(store, rec, profile, name, from_stage=from_stage, skip_prepared=True)
 

@@ -44,6 +44,7 @@ def all_runs(rec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run_job_ids(run: dict[str, Any]) -> set[str]:
     ids = {s["job_id"] for s in run.get("stages", []) if s.get("job_id")}
+    ids |= {a["job_id"] for a in run.get("adopted", [])}
     return ids | {h["job_id"] for h in run.get("handovers", []) if h.get("job_id")}
 
 
