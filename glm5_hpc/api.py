@@ -48,6 +48,7 @@ class Phase(StrEnum):
     FAILED = "failed"
     STOPPED = "stopped"
     ENDED = "ended"
+    UNREADABLE = "unreadable"  # its record cannot be read: Status.failure names the file
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,12 @@ class Deployment:
         return f"Deployment({self.name!r})"
 
     def status(self) -> Status:
-        from glm5_hpc.app.status import status
+        from glm5_hpc.app.status import UNREADABLE, status
+        from glm5_hpc.errors import StateError
 
         (st,) = status([self.name], self._store)
+        if st.phase == UNREADABLE:
+            raise StateError(st.failure)
         return Status.of(st)
 
     @property

@@ -247,6 +247,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     query = PacedQuery(args.interval, max(args.interval, WATCH_MAX_QUERY_S)) if args.watch else None
     while True:
         statuses = status(args.names or None, query=query)
+        failed = _unreadable(statuses)
         if args.json:
             text = json.dumps({"deployments": [s.to_json() for s in statuses]}, indent=2)
         else:
@@ -255,17 +256,31 @@ def _cmd_status(args: argparse.Namespace) -> int:
             sys.stdout.write("\033[H\033[J")  # redraw in place
         if query is None:
             print(text, flush=True)
-            return 0
+            return failed
         asked = time.strftime("%H:%M:%S", time.localtime(query.asked_at))
         print(f"{text}\n-- {time.strftime('%H:%M:%S')}, health every {args.interval:g}s, Slurm as of {asked}; Ctrl-C to stop --",
               flush=True)  # fmt: skip
         time.sleep(args.interval)
 
 
+def _unreadable(statuses: list[DeploymentStatus]) -> int:
+    """Name each unreadable record on stderr (its line in the listing says why); exit code 1 if any."""
+    from glm5_hpc.app.status import UNREADABLE
+
+    bad = [st.name for st in statuses if st.phase == UNREADABLE]
+    if bad:
+        print(f"glm5_hpc: error: unreadable deployment record(s): {', '.join(bad)}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def format_status(st: DeploymentStatus) -> str:
     import time
 
+    from glm5_hpc.app.status import UNREADABLE
     from glm5_hpc.domain.reach import NODE_ONLY
+
+    if st.phase == UNREADABLE:
+        return f"deployment {st.name}: {st.failure}"
 
     rows = [("STAGE", "JOB", "STATE", "NODE", "ELAPSED", "EXIT", "REASON")]
     rows += [
@@ -318,18 +333,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from glm5_hpc.app.status import status
 
     statuses = status()
+    failed = _unreadable(statuses)
     if args.json:
-        keys = ("name", "profile", "run_id", "runs", "phase", "healthy", "endpoint")
+        keys = ("name", "profile", "run_id", "runs", "phase", "healthy", "endpoint", "failure")
         print(json.dumps({"deployments": [{k: st.to_json()[k] for k in keys} for st in statuses]}, indent=2))
-        return 0
+        return failed
     rows = [("NAME", "PROFILE", "RUN", "STAGES", "HEALTH", "ENDPOINT")]
     for st in statuses:
-        states = " ".join(f"{s.stage}:{s.state}" for s in st.stages)
+        states = " ".join(f"{s.stage}:{s.state}" for s in st.stages) or st.failure
         rows.append((st.name, st.profile, st.run_id, states, "healthy" if st.healthy else st.phase, st.endpoint or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    return 0
+    return failed
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:

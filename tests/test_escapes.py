@@ -73,6 +73,17 @@ def deployment_containers(name: str) -> set[str]:
     return {c for c in containers() if c.startswith(f"glm5-{name}-")}
 
 
+def assert_private(run_dir: Path) -> None:
+    """The run's directories 0700 (what a container creates inside keeps its own modes, out of reach
+    all the same); what the job and the submitting command wrote (scripts, Slurm logs, submitit's
+    pickles, the health file) 0600 or 0700: nothing for other users of the cluster."""
+    dirs = [run_dir.parent.parent, run_dir, run_dir / "scripts", run_dir / "slurm"]
+    assert all(d.stat().st_mode & 0o777 == 0o700 for d in dirs), {str(d): oct(d.stat().st_mode) for d in dirs}
+    written = [*(run_dir / "scripts").iterdir(), *(run_dir / "slurm").iterdir(), run_dir / "health.json"]
+    assert any(p.suffix == ".pkl" for p in written) and any(p.name.endswith("_log.out") for p in written)
+    assert all(p.stat().st_mode & 0o077 == 0 for p in written), {str(p): oct(p.stat().st_mode) for p in written}
+
+
 def healthy_serve_job(make_profile: Callable[..., Path], name: str) -> str:
     glm5("submit", "--profile", str(make_profile(name)), "--name", name, "--wait", "--timeout", "240", check=True)
     job = status_json(name)["stages"][-1]["job_id"]
@@ -127,8 +138,9 @@ def test_a_stale_container_of_a_dead_job_is_removed_by_the_next_job(
         assert stale not in containers() and other in containers()
         logs = "".join(p.read_text() for p in Path(status_json(name)["logs"]).glob("*_log.out"))
         assert f"removing container {stale}: its job 999999 is no longer in the queue" in logs
+        assert_private(Path(status_json(name)["logs"]).parent)
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", stale, other], capture_output=True)
+        subprocess.run(["podman", "rm", "-f", "-i", "-t", "0", stale, other], capture_output=True)
 
 
 def test_jobs_the_record_lacks_are_found_by_submit_and_cancel(

@@ -54,13 +54,24 @@ def test_submit_again_waits_for_the_live_deployment(
     assert plain.returncode == 1 and f"deployment 'twice' still has jobs in Slurm ({serve})" in plain.stderr
 
 
-def test_corrupt_record_is_named(state_dir: Path) -> None:
-    (state_dir / "deployments").mkdir(parents=True)
-    bad = state_dir / "deployments" / "broken.json"
-    bad.write_text('{"schema": 1, "name": "broken", "runs": [')
-    proc = glm5("status")
-    assert proc.returncode == 1
-    assert proc.stderr.strip().startswith(f"glm5_hpc: error: deployment record {bad} is corrupt")
+def test_one_bad_record_is_one_line_and_the_others_still_show(state_dir: Path) -> None:
+    """A truncated record, a wrong shape, a directory and a dangling symlink: each is one line
+    naming its file, and the good deployment still shows."""
+    d = state_dir / "deployments"
+    d.mkdir(parents=True)
+    (d / "good.json").write_text(json.dumps({"schema": 1, "name": "good", "runs": []}))
+    (d / "truncated.json").write_text('{"schema": 1, "name": "truncated", "runs": [')
+    (d / "shape.json").write_text(json.dumps({"schema": 1, "name": "shape", "runs": {"0": "x"}}))
+    (d / "adir.json").mkdir()
+    (d / "dangling.json").symlink_to(d / "nowhere.json")
+    bad = ("adir", "dangling", "shape", "truncated")
+    for cmd in (["status"], ["list"], ["status", "--json"], ["list", "--json"], ["status", "good", *bad]):
+        proc = glm5(*cmd)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, (cmd, proc.stderr)
+        assert proc.stderr.strip() == f"glm5_hpc: error: unreadable deployment record(s): {', '.join(bad)}", cmd
+        assert "good" in proc.stdout and all(str(d / f"{name}.json") in proc.stdout for name in bad), (cmd, proc.stdout)
+    assert "corrupt" in glm5("status", "truncated").stdout and "directory" in glm5("status", "adir").stdout
+    assert glm5("status", "good").returncode == 0
 
 
 @pytest.mark.parametrize("die_after", ["build-wheel", "serve"])

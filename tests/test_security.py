@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from glm5_hpc.adapters.store import Store
+from glm5_hpc.errors import StateError
 from tests.conftest import glm5
 
 pytestmark = pytest.mark.usefixtures("cluster")
@@ -91,3 +93,22 @@ def test_default_bind_is_loopback_on_host_networking(make_profile: Callable[...,
     profile.write_text(yaml.safe_dump(doc))
     shown = yaml.safe_load(glm5("profile", "show", str(profile), check=True).stdout.split("\n", 1)[1])
     assert shown["serve"]["host"] == "127.0.0.1"
+
+
+def test_a_state_directory_others_can_write_is_refused_never_chmod_ed(tmp_path: Path) -> None:
+    """GLM5_HPC_STATE_DIR pointed at a shared directory: refused with its name, and left as it was
+    (chmod-ing it would lock its other users out); an existing directory only others can read is used as is."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    refused = pytest.raises(StateError, match=f"state directory {shared} is writable by others .*GLM5_HPC_STATE_DIR")
+    with refused, Store(shared).locked("x"):
+        pass
+    assert shared.stat().st_mode & 0o7777 == 0o1777 and not any(shared.iterdir())
+    readable = tmp_path / "readable"
+    readable.mkdir()
+    readable.chmod(0o755)
+    with Store(readable).locked("x"):
+        pass
+    assert readable.stat().st_mode & 0o777 == 0o755
+    assert (readable / "deployments").stat().st_mode & 0o777 == 0o700  # created here: private

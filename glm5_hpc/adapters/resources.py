@@ -27,15 +27,17 @@ def profile_dirs() -> list[Path]:
 
 
 def find_profile(name_or_path: str) -> Path:
+    """The profile's file, as an absolute path: the record keeps it, and later commands (redeploy,
+    probe) may run from any directory."""
     if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
         if not path.is_file():
             raise ProfileError(f"profile file {path} does not exist")
-        return path
+        return path.resolve()
     for d in profile_dirs():
         path = d / f"{name_or_path}.yaml"
         if path.is_file():
-            return path
+            return path.resolve()
     where = ", ".join(str(d) for d in profile_dirs())
     raise ProfileError(f"profile {name_or_path!r} not found; looked for {name_or_path}.yaml in: {where}")
 

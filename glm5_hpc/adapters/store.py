@@ -34,9 +34,22 @@ class Store:
         self.dir = self.root / "deployments"
 
     def _ensure(self) -> None:
+        """Create the directories private (0700); an existing one is never chmod-ed (it may be
+        shared on purpose), but refused if it is another user's or others can write into it."""
         for d in (self.root, self.dir):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(d, 0o700)
+            try:
+                d.mkdir(mode=0o700, parents=True)
+                os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask
+                continue
+            except FileExistsError:
+                pass
+            st = d.stat()
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                raise StateError(
+                    f"state directory {d} is {'writable by others' if st.st_mode & 0o022 else 'owned by another user'} "
+                    f"(mode {st.st_mode & 0o777:o}); deployment records must be private: point GLM5_HPC_STATE_DIR at a "
+                    "directory of your own"
+                )
 
     def path(self, name: str) -> Path:
         return self.dir / f"{check_deployment_name(name)}.json"
@@ -63,13 +76,23 @@ class Store:
         try:
             doc = json.loads(path.read_text())
         except FileNotFoundError:
+            if path.is_symlink():
+                raise StateError(f"deployment record {path} is a symbolic link to a missing file; remove it") from None
             return None
+        except OSError as exc:
+            raise StateError(f"deployment record {path} cannot be read ({exc.strerror}); move it aside to continue") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StateError(f"deployment record {path} is corrupt ({exc}); move it aside to continue") from None
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
             raise StateError(
                 f"deployment record {path} has schema {doc.get('schema') if isinstance(doc, dict) else '?'}, "
                 f"this glm5_hpc reads schema {SCHEMA}"
+            )
+        runs = doc.get("runs")
+        if doc.get("name") != name or not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+            raise StateError(
+                f"deployment record {path} is not a record of deployment {name!r} (its name or its runs are wrong); "
+                "move it aside to continue"
             )
         return doc
 

@@ -59,9 +59,13 @@ def run_checks(profile: Profile, shell: Shell) -> list[Check]:
                                             f"rm -f {shlex.quote(probe)} && echo writable"],
           f"work_dir {profile.work_dir} must be writable shared storage", expect="writable")  # fmt: skip
     state = "${GLM5_HPC_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/glm5_hpc}"
-    mode = f'd={state}; if [ -e "$d" ]; then stat -c %a "$d"; else echo "700 (not created yet)"; fi'
+    mode = (
+        f'd={state}; if [ -n "$(find "$d" -maxdepth 0 \\( -perm /022 -o ! -user "$(id -u)" \\) 2>/dev/null)" ]; '
+        'then echo "writable by others"; else echo "private"; fi'
+    )
     check("state dir private", ["sh", "-c", mode],
-          "chmod 700 the state directory: deployment records are private to you", expect="700")  # fmt: skip
+          "the state directory is writable by others or not yours; point GLM5_HPC_STATE_DIR at a directory of your own",
+          expect="private")  # fmt: skip
     c = profile.container
     if c.runtime == "docker":
         node_cmd = f"command -v {c.binary} && {c.binary} image inspect {shlex.quote(c.image)} >/dev/null && echo image-present"

@@ -7,6 +7,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 from glm5_hpc.adapters import slurm
+from glm5_hpc.adapters.files import creating_with_umask
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.records import Record
 from glm5_hpc.app.router_record import ROUTER, adopt_router
@@ -32,22 +33,23 @@ def ensure_router(store: Store, rec: Record, profile: Profile, name: str, keep_r
     r = profile.router
     paths = RunPaths(PurePosixPath(profile.work_dir), name, "")
     res = StageResources(partition=r.partition or profile.stages.prep_model.partition, time=r.time, cpus=r.cpus, mem=r.mem)
-    folder = Path(paths.deployment_dir) / ROUTER
-    folder.mkdir(parents=True, exist_ok=True)
-    Path(paths.router_file).unlink(missing_ok=True)  # a dead router's address must not be shown
-    rec[ROUTER] = {
-        "job_id": None, "submitted_at": time.time(), "router_file": str(paths.router_file), "logs": str(folder),
-        "route_file": str(paths.route_file), "previous": previous.get("job_id"),
-    }  # fmt: skip
-    store.save(rec)  # intent before action
-    sub = slurm.Submission(
-        folder=folder, job_name=job_name(name, ROUTER), comment=job_comment(name, ROUTER), partition=res.partition,
-        time_minutes=res.time_minutes, cpus=res.cpus, mem=res.mem, gres=None, account=profile.slurm.account,
-        qos=profile.slurm.qos, after_ok=None, requeue=True,
-    )  # fmt: skip
-    from jobs.router import run_router  # deferred: aiohttp
+    with creating_with_umask(profile.run_umask):  # its logs and pickles: private unless run_access says group
+        folder = Path(paths.deployment_dir) / ROUTER
+        folder.mkdir(parents=True, exist_ok=True)
+        Path(paths.router_file).unlink(missing_ok=True)  # a dead router's address must not be shown
+        rec[ROUTER] = {
+            "job_id": None, "submitted_at": time.time(), "router_file": str(paths.router_file), "logs": str(folder),
+            "route_file": str(paths.route_file), "previous": previous.get("job_id"),
+        }  # fmt: skip
+        store.save(rec)  # intent before action
+        sub = slurm.Submission(
+            folder=folder, job_name=job_name(name, ROUTER), comment=job_comment(name, ROUTER), partition=res.partition,
+            time_minutes=res.time_minutes, cpus=res.cpus, mem=res.mem, gres=None, account=profile.slurm.account,
+            qos=profile.slurm.qos, after_ok=None, requeue=True,
+        )  # fmt: skip
+        from jobs.router import run_router  # deferred: aiohttp
 
-    job_id = slurm.submit(sub, run_router, str(paths.route_file), str(paths.router_file), r.host, r.port)
-    rec[ROUTER]["job_id"] = job_id
-    store.save(rec)
+        job_id = slurm.submit(sub, run_router, str(paths.route_file), str(paths.router_file), r.host, r.port)
+        rec[ROUTER]["job_id"] = job_id
+        store.save(rec)
     return str(rec[ROUTER]["job_id"])

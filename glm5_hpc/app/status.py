@@ -33,9 +33,10 @@ from glm5_hpc.app.records import (
 from glm5_hpc.app.router_record import ROUTER, adopt_router, router_id, router_unrecorded
 from glm5_hpc.domain.names import SERVE, STAGES
 from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
-from glm5_hpc.errors import StateError
+from glm5_hpc.errors import InputError, StateError
 
 OUTCOMES = ("prep", "image", "flashinfer")  # JSON files the stages write into the run dir
+UNREADABLE = "unreadable"  # the phase of a deployment whose record cannot be read (failure says why)
 
 
 @dataclass
@@ -219,9 +220,14 @@ def status(names: list[str] | None = None, store: Store | None = None, query: Pa
     """Status of the given deployments (all by default). `query` paces Slurm calls across the
     refreshes of a loop (`status --watch`); without it Slurm is asked now."""
     store = store or Store()
-    recs = []
+    recs, unreadable = [], {}
     for n in names or store.names():
-        recs.append(store.require(n))
+        try:
+            recs.append(store.require(n))
+        except (StateError, InputError) as exc:  # one bad record is one line; the others still show
+            if names and isinstance(exc, InputError):
+                raise  # a deployment asked for by name that does not exist
+            unreadable[n] = DeploymentStatus(n, "", "", [], phase=UNREADABLE, failure=str(exc))
     for rec in recs:
         _adopt_interrupted(store, rec)
         if router_unrecorded(rec):
@@ -234,7 +240,8 @@ def status(names: list[str] | None = None, store: Store | None = None, query: Pa
         infos = query(ids, tuple(health_hint(run) for rec in recs if (run := current_run(rec))))
     for rec in recs:
         _absorb(store, rec, infos)
-    return [status_of(_with_handovers(rec), infos) for rec in recs]
+    found = {rec["name"]: status_of(_with_handovers(rec), infos) for rec in recs} | unreadable
+    return [found[n] for n in names or sorted(found)]
 
 
 def _with_handovers(rec: Record) -> Record:

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import glm5_hpc
 import jobs
 from glm5_hpc.adapters import slurm
-from glm5_hpc.adapters.files import write_atomic
+from glm5_hpc.adapters.files import creating_with_umask, umask, write_atomic
 from glm5_hpc.adapters.git import git_commit
 from glm5_hpc.adapters.node_facts import checkpoint_facts
 from glm5_hpc.adapters.resources import load_profile, templates
@@ -111,6 +111,12 @@ def redeploy(name: str, profile_name: str | None = None, from_stage: str | None 
 
 
 def submit_run(store: Store, rec: Record, profile: Profile, name: str, from_stage: str | None, skip_prepared: bool) -> Run:
+    """Submit a new run of the deployment, recording each job id as soon as sbatch returns."""
+    with creating_with_umask(profile.run_umask):
+        return _submit_run(store, rec, profile, name, from_stage, skip_prepared)
+
+
+def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_stage: str | None, skip_prepared: bool) -> Run:
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
     prepared = prepare(profile, name, run_id, from_stage, skip_prepared)
     paths = prepared.paths
@@ -171,7 +177,7 @@ def _write_run_dir(paths: RunPaths, rendered: dict[str, str]) -> None:
     Path(paths.slurm_logs).mkdir(parents=True, exist_ok=True)
     Path(paths.work_dir / "wheels").mkdir(parents=True, exist_ok=True)  # mounted into the containers
     for fname, text in rendered.items():
-        mode = 0o600 if fname in ("container.env", "env.sh") else (0o755 if fname.endswith(".sh") else 0o644)
+        mode = 0o600 if fname in ("container.env", "env.sh") else (0o777 if fname.endswith(".sh") else 0o666) & ~umask()
         write_atomic(scripts / fname, text.encode(), mode)
 
 

@@ -362,6 +362,7 @@ class Profile(_Strict):
     name: Name
     source: str = ""
     gpu_preflight: bool = True  # check nvidia-smi on the build and serve nodes before starting
+    run_access: Literal["private", "group"] = "private"  # run dirs, logs, pickles: 0700/0600, or group-readable
     slurm: Slurm = Slurm()
     ssh: Ssh | None = None  # set: every command runs on this login node (see glm5_hpc remote setup)
     work_dir: ClusterPath
@@ -374,6 +375,11 @@ class Profile(_Strict):
     health: Health = Health()
     router: Router = Router()
     handover: Handover = Handover()
+
+    @property
+    def run_umask(self) -> int:
+        """The umask of everything a run creates: its directories, scripts, logs, pickles, health files."""
+        return 0o077 if self.run_access == "private" else 0o027
 
     @model_validator(mode="before")
     @classmethod
