@@ -224,3 +224,27 @@ def test_redeploy_without_downtime_interrupted_or_killed(
     glm5("cancel", name, check=True)
     assert eventually(lambda: not comment_jobs(name), timeout_s=120), comment_jobs(name)
     assert eventually(lambda: not deployment_containers(name), timeout_s=60), deployment_containers(name)
+
+
+def test_relative_profile_path_and_a_deleted_run_directory(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path
+) -> None:
+    """`--profile ./x.yaml` is recorded as an absolute path, so redeploy works from any directory;
+    a live run whose directory was deleted is reported as such by status and logs."""
+    name = "relpath"
+    cleanup_deployments.append(name)
+    profile = make_profile(name)
+    proc = subprocess.run([str(GLM5_HPC), "submit", "--profile", f"./{profile.name}", "--name", name, "--wait",
+                           "--timeout", "240"], capture_output=True, text=True, cwd=profile.parent, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((state_dir / "deployments" / f"{name}.json").read_text())
+    assert record["runs"][-1]["profile_file"] == str(profile)
+    dep = status_json(name)
+    run_dir = Path(dep["run_dir"])
+    subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+    gone = status_json(name)
+    assert gone["failure"].startswith(f"run directory {run_dir} is missing"), gone["failure"]
+    logs = glm5("logs", name)
+    assert logs.returncode == 1 and f"run directory {run_dir} of deployment 'relpath' is missing" in logs.stderr
+    glm5("redeploy", name, "--wait", "--timeout", "240", check=True)  # from "/": the recorded absolute path
+    assert status_json(name)["healthy"]

@@ -29,6 +29,15 @@ class Misbehaving(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         mode = self.server.mode  # type: ignore[attr-defined]
+        if mode == "trickle-headers":  # a status line and headers, one byte at a time
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 300 + b"\r\nContent-Length: 0\r\n\r\n":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+            return
         if self.path == "/health" and mode != "trickle":
             self.reply(b"")
         elif mode == "invalid-json":
@@ -86,13 +95,15 @@ def test_huge_body_is_cut_off(server: ThreadingHTTPServer) -> None:
     assert verdicts[1].replied  # it answered, wrongly
 
 
-def test_trickling_server_hits_the_total_deadline(server: ThreadingHTTPServer) -> None:
-    server.mode = "trickle"  # type: ignore[attr-defined]
+@pytest.mark.parametrize("mode", ["trickle", "trickle-headers"])
+def test_trickling_server_hits_the_total_deadline(server: ThreadingHTTPServer, mode: str) -> None:
+    """A body or the headers themselves one byte every 0.2 s: each byte would restart a per-read timeout."""
+    server.mode = mode  # type: ignore[attr-defined]
     result: list[object] = []
     with httpx.Client() as client:
         worker = threading.Thread(target=lambda: result.append(probe_health(client, url(server), 1.0)))
         worker.start()
-        worker.join(timeout=60)  # 100 bytes at 0.2 s each would take 20 s; the deadline is 1 s
+        worker.join(timeout=60)  # 100 bytes (or 330 of headers) at 0.2 s each: 20 s or more; the deadline is 1 s
     assert not worker.is_alive()
     (verdict,) = result
     assert verdict.detail == "GET /health: ReadTimeout: reply not complete within 1s"  # type: ignore[attr-defined]

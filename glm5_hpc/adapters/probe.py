@@ -8,7 +8,10 @@ a body limit, so a broken or hostile server cannot stall or exhaust the watcher.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 from typing import Any
 
@@ -26,18 +29,40 @@ class ReplyError(Exception):
 def fetch(
     client: httpx.Client, method: str, url: str, timeout_s: float, payload: Any = None, headers: dict[str, str] | None = None
 ) -> tuple[int, bytes]:
+    """One request whose reply, headers included, must be complete within `timeout_s`: at the
+    deadline the connection is shut down, however slowly the server is still sending."""
     deadline = time.monotonic() + timeout_s
-    with client.stream(method, url, json=payload, timeout=timeout_s, headers=headers) as resp:
-        body = bytearray()
-        for chunk in resp.iter_bytes():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                raise ReplyError(f"reply larger than {MAX_BODY_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise httpx.ReadTimeout(f"reply not complete within {timeout_s:g}s")
-        if time.monotonic() > deadline:
-            raise httpx.ReadTimeout(f"reply not complete within {timeout_s:g}s")
-        return resp.status_code, bytes(body)
+    sockets: list[socket.socket] = []
+
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete" and (sock := info["return_value"].get_extra_info("socket")):
+            sockets.append(sock)
+
+    def cut() -> None:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(timeout_s, cut)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        with client.stream(method, url, json=payload, timeout=timeout_s, headers=headers, extensions={"trace": trace}) as resp:
+            body = bytearray()
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise ReplyError(f"reply larger than {MAX_BODY_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    break
+    except httpx.TransportError:
+        if time.monotonic() < deadline:
+            raise
+    finally:
+        watchdog.cancel()
+    if time.monotonic() > deadline:
+        raise httpx.ReadTimeout(f"reply not complete within {timeout_s:g}s")
+    return resp.status_code, bytes(body)
 
 
 def _json(body: bytes) -> Any:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.records import current_run
 from glm5_hpc.app.status import log_path, log_tail
 from glm5_hpc.domain.names import STAGES
-from glm5_hpc.errors import InputError
+from glm5_hpc.errors import InputError, StateError
 
 
 def logs(name: str, stage: str | None, lines: int, follow: bool, out: Callable[[str], None], store: Store | None = None) -> None:
@@ -28,6 +29,10 @@ def logs(name: str, stage: str | None, lines: int, follow: bool, out: Callable[[
     job_id = with_jobs[stage]
     path = log_path(run.get("logs", ""), job_id)
     assert path is not None
+    if not path.exists() and run.get("run_dir") and not Path(run["run_dir"]).is_dir():
+        raise StateError(f"run directory {run['run_dir']} of deployment {name!r} is missing (deleted?), and with it the logs")
+    if not path.exists() and not follow:
+        out(f"-- job {job_id} ({stage}) has written no log yet ({path}) --")
     text = log_tail(path, lines)
     if text:
         out(text)

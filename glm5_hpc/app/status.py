@@ -72,6 +72,7 @@ class DeploymentStatus:
     recipe: dict[str, Any] = field(default_factory=dict)  # prep hashes and actions, flashinfer patch state
     health_history: list[dict[str, Any]] = field(default_factory=list)
     logs: str = ""
+    run_dir: str = ""
     stable_endpoint: str | None = None  # the router's address, while its job runs (profile router:)
     stable_endpoint_scope: str = ""
     router_job: str | None = None
@@ -152,6 +153,9 @@ def failure(st: DeploymentStatus) -> str:
         return f"server is {st.phase}: {st.health_reason}"
     if st.submission.startswith(("aborted", "interrupted")):
         return f"submission {st.submission}; use glm5_hpc redeploy {st.name}"
+    if st.run_dir and not Path(st.run_dir).is_dir():
+        return (f"run directory {st.run_dir} is missing (deleted?): its jobs can no longer report health or write logs; "
+                f"glm5_hpc redeploy {st.name} starts a new run")  # fmt: skip
     return ""
 
 
@@ -171,7 +175,7 @@ def status_of(rec: Record, infos: dict[str, JobInfo]) -> DeploymentStatus:
     st = DeploymentStatus(
         rec["name"], rec.get("profile", ""), run["run_id"], stages, submission=run.get("submission", ""),
         runs=len(rec.get("runs", [])), recipe={k: run[k] for k in OUTCOMES if k in run},
-        health_history=run.get("health_history", []), logs=run.get("logs", ""),
+        health_history=run.get("health_history", []), logs=run.get("logs", ""), run_dir=run.get("run_dir", ""),
     )  # fmt: skip
     health = read_json(Path(serving[1])) if serving and serving[1] else {}
     serve = st.stage(SERVE)
