@@ -15,7 +15,7 @@ import pytest
 
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.errors import StateError
-from tests.conftest import glm5
+from tests.conftest import comment_jobs, glm5
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -112,3 +112,14 @@ def test_a_state_directory_others_can_write_is_refused_never_chmod_ed(tmp_path: 
         pass
     assert readable.stat().st_mode & 0o777 == 0o755
     assert (readable / "deployments").stat().st_mode & 0o777 == 0o700  # created here: private
+
+
+def test_an_env_secret_missing_at_submit_is_refused_before_anything_runs(
+    make_profile: Callable[..., Path], state_dir: Path
+) -> None:
+    """Found here, at once, and not on the serve node after the queue."""
+    profile = make_profile("nosecret", container={"secrets": {"HF_TOKEN": {"env": "GLM5_TEST_UNSET_TOKEN"}}})
+    proc = glm5("submit", "--profile", str(profile), "--name", "nosecret")
+    assert proc.returncode == 2, proc.stderr
+    assert "secret container.secrets.HF_TOKEN: environment variable GLM5_TEST_UNSET_TOKEN is not set" in proc.stderr
+    assert not (state_dir / "deployments" / "nosecret.json").exists() and not comment_jobs("nosecret")

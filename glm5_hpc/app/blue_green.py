@@ -21,7 +21,7 @@ from glm5_hpc.app.cancel import cancel_live_jobs
 from glm5_hpc.app.records import Record, Run, current_run, job_ids
 from glm5_hpc.app.router_job import ensure_router
 from glm5_hpc.app.status import DeploymentStatus, status_of
-from glm5_hpc.app.submit import submit_run
+from glm5_hpc.app.submit import check_secrets, submit_run
 from glm5_hpc.app.waiting import WaitFailedError, wait
 from glm5_hpc.errors import InputError, StateError
 
@@ -42,6 +42,7 @@ def redeploy_no_downtime(
         adopt_live_jobs(store, rec)
         old = current_run(rec)
         profile = load_profile(profile_name or (old or {}).get("profile_file") or rec.get("profile", ""))
+        check_secrets(profile)
         if not profile.router.enabled:
             raise InputError(
                 f"redeploy --no-downtime needs router.enabled: true in profile {profile.source or profile.name} "

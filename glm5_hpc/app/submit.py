@@ -20,6 +20,7 @@ from glm5_hpc.adapters.files import creating_with_umask, umask, write_atomic
 from glm5_hpc.adapters.git import git_commit
 from glm5_hpc.adapters.node_facts import checkpoint_facts
 from glm5_hpc.adapters.resources import load_profile, templates
+from glm5_hpc.adapters.secrets import check_env_secrets
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.adoption import adopt_live_jobs
 from glm5_hpc.app.cancel import cancel_runs, live_jobs
@@ -82,8 +83,17 @@ def prepare(profile: Profile, name: str, run_id: str, from_stage: str | None = N
     return Prepared(paths, plan, render_run(profile, ctx, templates()), commit, key)
 
 
+def check_secrets(profile: Profile) -> None:
+    """Before anything is cancelled or submitted: secrets the job will read from its environment are set."""
+    secrets = {f"container.secrets.{k}": v for k, v in profile.container.secrets.items()}
+    if profile.gateway.enabled and profile.gateway.api_key is not None:
+        secrets["gateway.api_key"] = profile.gateway.api_key
+    check_env_secrets(secrets)
+
+
 def submit(profile: Profile, name: str, store: Store | None = None, rebuild: bool = False) -> Run:
     """Submit prep-model -> [build-wheel] -> serve for a deployment with nothing running."""
+    check_secrets(profile)
     store = store or Store()
     with store.locked(name):
         rec = store.load(name) or {"name": name, "runs": []}
@@ -104,6 +114,7 @@ def redeploy(name: str, profile_name: str | None = None, from_stage: str | None 
         rec = store.require(name)
         previous = current_run(rec) or {}
         profile = load_profile(profile_name or previous.get("profile_file") or rec.get("profile", ""))
+        check_secrets(profile)
         adopt_live_jobs(store, rec)
         cancel_runs(store, rec, wait=True)
         ensure_router(store, rec, profile, name)
