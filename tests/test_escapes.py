@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import (
@@ -196,6 +197,12 @@ def test_redeploy_without_downtime_interrupted_or_killed(
     glm5("submit", "--profile", str(profile), "--name", name, "--wait", "--timeout", "240", check=True)
     old = status_json(name)
     assert old["healthy"] and old["route_job"]
+    serve_log = Path(old["logs"]) / f"{old['route_job']}_0_log.out"
+    for route in ("/update_weights", "/release_memory", "/resume_memory", "/kv_cache_events"):
+        assert httpx.post(f"{old['stable_endpoint']}{route}", json={}, timeout=10).status_code == 403
+    assert "control route called" not in serve_log.read_text()  # the router forwarded none of them ...
+    assert httpx.post(f"{old['endpoint']}/release_memory", json={}, timeout=10).status_code == 200
+    assert eventually(lambda: "control route called: POST /release_memory" in serve_log.read_text(), timeout_s=10)
     broken = routed_profile(make_profile, f"{name}-broken", container={"env": {"GLM5_STANDIN_FAULT": "hang"}},
                             work_dir=str(profile.parent / "work"))  # fmt: skip
     cmd = [str(GLM5_HPC), "redeploy", name, "--no-downtime", "--profile", str(broken), "--timeout", "600"]

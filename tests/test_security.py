@@ -5,6 +5,7 @@ trtllm-serve's control routes."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import pytest
 
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.errors import StateError
-from tests.conftest import comment_jobs, glm5
+from tests.conftest import comment_jobs, eventually, glm5
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -58,9 +59,18 @@ def test_secrets_reach_the_server_and_nowhere_else(
     for route in ("/update_weights", "/release_memory", "/resume_memory", "/kv_cache_events"):
         assert httpx.post(f"{url}{route}", headers=auth, json={}, timeout=10).status_code == 403
     assert glm5("probe", "secret").returncode == 0  # the CLI reads the key from the profile's file
+    serve_log = Path(dep["logs"]) / f"{dep['stages'][2]['job_id']}_0_log.out"
+    assert "control route called" not in serve_log.read_text()  # none reached the server ...
+    internal = re.search(r"API-key gateway on \S+ -> (127\.0\.0\.1:\d+)", serve_log.read_text())
+    assert internal is not None
+    server_pid = subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", f"glm5-secret-serve-{dep['stages'][2]['job_id']}"],
+                                capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    direct = subprocess.run(["nsenter", "-t", server_pid, "-n", "curl", "-s", "-X", "POST", f"http://{internal[1]}/release_memory"],
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert "recorded by the stand-in" in direct.stdout, direct  # ... which records the calls that do (on its node)
+    assert eventually(lambda: "control route called: POST /release_memory" in serve_log.read_text(), timeout_s=10)
 
     # the secret reached the server (the stand-in reports its length, never its value) ...
-    serve_log = Path(dep["logs"]) / f"{dep['stages'][2]['job_id']}_0_log.out"
     assert f"HF_TOKEN: set ({len(hf_token)} characters)" in serve_log.read_text()
     # ... and appears in no script, log, pickle, record or command line
     work = profile.parent / "work"

@@ -34,6 +34,10 @@ COHERENT = {
     "The capital of France is": " Paris. Paris is the largest city in France and the seat of its government,"
     " known for the Eiffel Tower, the Louvre and the river Seine.",
 }
+# trtllm-serve obeys these without authentication (FACTS.md); the stand-in obeys nothing but records
+# every call in its log, so tests can show that none reaches it through glm5_hpc's router or gateway.
+CONTROL_ROUTES = ("/update_weights", "/release_memory", "/resume_memory", "/kv_cache_events")
+CONTROL_LOG = "control route called:"
 COHERENT_DEFAULT = " a question the model answers in plain, well-formed English sentences."
 
 
@@ -153,8 +157,15 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 return True
             return False
 
+        def control(self) -> bool:
+            if self.path.split("?")[0] not in CONTROL_ROUTES:
+                return False
+            log(f"{CONTROL_LOG} {self.command} {self.path}")
+            self.send(200, {"status": "recorded by the stand-in; nothing done"})
+            return True
+
         def do_GET(self) -> None:
-            if self.hang_if_asked():
+            if self.hang_if_asked() or self.control():
                 return
             if self.path == "/health":
                 self.send(503 if state.fault == "health_503" else 200)
@@ -171,7 +182,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 self.send(404, {"detail": "Not Found"})
 
         def do_POST(self) -> None:
-            if self.hang_if_asked():
+            if self.hang_if_asked() or self.control():
                 return
             length = int(self.headers.get("Content-Length") or 0)
             try:
