@@ -11,7 +11,8 @@ cleanup() {
 remove_stale() {  # containers of this deployment whose job has left the queue (a killed job, a rebooted node)
   local queued c
   queued=" $(squeue -h -u "$(id -un)" -o %i | tr '\n' ' ') " || return 0  # no answer from Slurm: remove nothing
-  for c in $(@@{binary} ps -a --filter label=glm5_hpc.deployment=@@{deployment} --format '{{.Names}}'); do
+  for c in $(@@{binary} ps -a --filter label=glm5_hpc.cluster="$SLURM_CLUSTER_NAME" \
+               --filter label=glm5_hpc.deployment=@@{deployment} --format '{{.Names}}'); do
     case "$queued" in
       *" ${c##*-} "*) ;;
       *) echo "glm5_hpc: removing container $c: its job ${c##*-} is no longer in the queue"
@@ -25,8 +26,8 @@ cleanup  # a requeued job may find its previous container
 remove_stale
 in_runtime() {  # WORKDIR COMMAND...
   local workdir=$1; shift
-  @@{binary} run --rm --init --name "$container" --label glm5_hpc.deployment=@@{deployment} \
-    --label glm5_hpc.job="$SLURM_JOB_ID" -v "$GLM5_HPC_LIFELINE:/run/glm5_hpc.lifeline" \
+  @@{binary} run --rm --init --name "$container" --label glm5_hpc.cluster="$SLURM_CLUSTER_NAME" \
+    --label glm5_hpc.deployment=@@{deployment} --label glm5_hpc.job="$SLURM_JOB_ID" -v "$GLM5_HPC_LIFELINE:/run/glm5_hpc.lifeline" \
     @@{run_flags} @@{mounts} --env-file @@{env_file} -w "$workdir" @@{image} \
     python3 @@{lifeline} /run/glm5_hpc.lifeline -- "$@" &
   wait $!

@@ -125,16 +125,20 @@ def test_a_stale_container_of_a_dead_job_is_removed_by_the_next_job(
         capture_output=True, text=True, check=True,
     ).stdout.split()[0]  # fmt: skip
     subprocess.run(
-        ["podman", "run", "-d", "--name", stale, "--label", f"glm5_hpc.deployment={name}", "--label", "glm5_hpc.job=999999",
-         image, "sleep", "600"],
+        ["podman", "run", "-d", "--name", stale, "--label", "glm5_hpc.cluster=glm5test", "--label", f"glm5_hpc.deployment={name}",
+         "--label", "glm5_hpc.job=999999", image, "sleep", "600"],
         capture_output=True, check=True,
     )  # fmt: skip
     other = "glm5-staleother-serve-999998"  # another deployment's: not this deployment's to remove
     subprocess.run(
-        ["podman", "run", "-d", "--name", other, "--label", "glm5_hpc.deployment=staleother", image, "sleep", "600"],
+        ["podman", "run", "-d", "--name", other, "--label", "glm5_hpc.cluster=glm5test",
+         "--label", "glm5_hpc.deployment=staleother", image, "sleep", "600"],
         capture_output=True, check=True,
     )  # fmt: skip
     try:
+        doctor = glm5("doctor", "--profile", str(make_profile("staledoc")), timeout=400)
+        assert doctor.returncode == 1 and "FAIL  no container outlives its job" in doctor.stdout, doctor.stdout
+        assert stale in doctor.stdout and other in doctor.stdout
         healthy_serve_job(make_profile, name)
         assert stale not in containers() and other in containers()
         logs = "".join(p.read_text() for p in Path(status_json(name)["logs"]).glob("*_log.out"))

@@ -281,7 +281,8 @@ def test_doctor(tmp_path: Path, make_profile: Callable[..., Path]) -> None:
     good = make_profile("doc")
     proc = glm5("doctor", "--profile", str(good), timeout=400)
     assert proc.returncode == 0, proc.stdout
-    assert "11 of 11 checks passed" in proc.stdout and "ok    runtime on a gpu node" in proc.stdout
+    assert "12 of 12 checks passed" in proc.stdout and "ok    runtime on a gpu node" in proc.stdout
+    assert "ok    no container outlives its job none on tgpu" in proc.stdout
     assert "ok    TensorRT-LLM in the image fits recipe.variant source-build" in proc.stdout
     stock = make_profile("docstock", recipe={"variant": "stock"})  # the recipe's rc3 image cannot serve GLM-5 itself
     proc = glm5("doctor", "--profile", str(stock), timeout=400)

@@ -83,7 +83,36 @@ def run_checks(profile: Profile, shell: Shell) -> list[Check]:
     if check(f"runtime on a {serve.partition} node", [*job, "sh", "-c", node_cmd],
              hint, timeout_s=COMPUTE_CHECK_TIMEOUT_S, expect="image-present"):  # fmt: skip
         checks.append(_image_fit(profile, shell, job))
+        if c.runtime == "docker":
+            checks.append(_orphan_containers(profile, shell, job))
     return checks
+
+
+ORPHANS = r"""queued=" $(squeue -h -u "$(id -un)" -o %i | tr '\n' ' ') " || exit 3
+for c in $(BIN ps -a --filter label=glm5_hpc.cluster="$SLURM_CLUSTER_NAME" --format '{{.Names}}'); do
+  case "$queued" in *" ${c##*-} "*) ;; *) echo "orphan $c" ;; esac
+done
+echo "scanned $(hostname)"
+"""
+
+
+def _orphan_containers(profile: Profile, shell: Shell, job: list[str]) -> Check:
+    """Containers of glm5_hpc jobs that have left the queue, on the node the check job ran on (a
+    job's next run on that node removes its deployment's; this names them before that)."""
+    binary = profile.container.binary
+    r = shell.run([*job, "sh", "-c", ORPHANS.replace("BIN", shlex.quote(binary))], timeout_s=COMPUTE_CHECK_TIMEOUT_S)
+    lines = r.stdout.split("\n")
+    scanned = next((ln.split()[1] for ln in lines if ln.startswith("scanned ")), "")
+    orphans = [ln.split()[1] for ln in lines if ln.startswith("orphan ")]
+    name = "no container outlives its job"
+    if r.rc != 0 or not scanned:
+        return Check(
+            name, False, f"rc={r.rc}: {_first_line(r.stderr)}", "squeue and the container engine must answer on the nodes"
+        )
+    if orphans:
+        hint = f"on node {scanned}: {binary} rm -f {' '.join(orphans)} (their jobs have ended; they may hold GPUs)"
+        return Check(name, False, f"{len(orphans)} container(s) on {scanned} whose job has ended: {', '.join(orphans)}", hint)
+    return Check(name, True, f"none on {scanned}")
 
 
 def _image_fit(profile: Profile, shell: Shell, job: list[str]) -> Check:

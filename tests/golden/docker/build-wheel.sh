@@ -24,7 +24,8 @@ cleanup() {
 remove_stale() {  # containers of this deployment whose job has left the queue (a killed job, a rebooted node)
   local queued c
   queued=" $(squeue -h -u "$(id -un)" -o %i | tr '\n' ' ') " || return 0  # no answer from Slurm: remove nothing
-  for c in $(docker ps -a --filter label=glm5_hpc.deployment=glm5 --format '{{.Names}}'); do
+  for c in $(docker ps -a --filter label=glm5_hpc.cluster="$SLURM_CLUSTER_NAME" \
+               --filter label=glm5_hpc.deployment=glm5 --format '{{.Names}}'); do
     case "$queued" in
       *" ${c##*-} "*) ;;
       *) echo "glm5_hpc: removing container $c: its job ${c##*-} is no longer in the queue"
@@ -38,8 +39,8 @@ cleanup  # a requeued job may find its previous container
 remove_stale
 in_runtime() {  # WORKDIR COMMAND...
   local workdir=$1; shift
-  docker run --rm --init --name "$container" --label glm5_hpc.deployment=glm5 \
-    --label glm5_hpc.job="$SLURM_JOB_ID" -v "$GLM5_HPC_LIFELINE:/run/glm5_hpc.lifeline" \
+  docker run --rm --init --name "$container" --label glm5_hpc.cluster="$SLURM_CLUSTER_NAME" \
+    --label glm5_hpc.deployment=glm5 --label glm5_hpc.job="$SLURM_JOB_ID" -v "$GLM5_HPC_LIFELINE:/run/glm5_hpc.lifeline" \
     --gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 -v /shared/models:/workspace/scratch -v /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd:/shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd -v /shared/glm5/workdir/wheels:/shared/glm5/workdir/wheels:ro -v /shared/glm5/venv/lib/python3.11/site-packages/glm5_hpc:/opt/glm5_hpc/glm5_hpc:ro -v /shared/glm5/venv/lib/python3.11/site-packages/jobs:/opt/glm5_hpc/jobs:ro --env-file /shared/glm5/workdir/deployments/glm5/runs/20260101-000000-abcd/scripts/container.env -w "$workdir" nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3 \
     python3 /opt/glm5_hpc/jobs/lifeline.py /run/glm5_hpc.lifeline -- "$@" &
   wait $!
