@@ -148,14 +148,23 @@ def test_submit_with_the_controller_down_submits_nothing(
         [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", "noctl"], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 1
-    assert "glm5_hpc: error: sbatch failed for job glm5-noctl-prep-model on partition cpu" in proc.stderr
+    # submit first looks for the deployment's jobs in the queue (adoption by comment): with no
+    # controller it stops there, before writing a run or calling sbatch
+    assert "glm5_hpc: error: squeue -h failed (rc=1): slurm_load_jobs error: Unable to contact slurm controller" in proc.stderr
     cluster_up()
-    record = json.loads((state_dir / "deployments" / "noctl.json").read_text())
-    (run,) = record["runs"]
-    assert run["submission"].startswith("aborted: sbatch failed") and run["stages"] == []
-    comment = f"glm5_hpc:noctl:{run['run_id']}"
+    assert not (state_dir / "deployments" / "noctl.json").exists()
     live = subprocess.run(["squeue", "-h", "-o", "%k"], capture_output=True, text=True, check=True).stdout.split()
-    assert comment not in live  # no job was created behind the error, so none is duplicated or orphaned
+    assert not [c for c in live if c.startswith("glm5_hpc:noctl:")]  # no job was created behind the error
+
+    # sbatch failing in the middle of the chain (here: a partition the cluster does not have)
+    bad = make_profile("nopart", stages={"serve": {"partition": "nosuch"}})
+    proc = glm5("submit", "--profile", str(bad), "--name", "nopart")
+    assert proc.returncode == 1 and "sbatch failed for job glm5-nopart-serve on partition nosuch" in proc.stderr, proc.stderr
+    (run,) = json.loads((state_dir / "deployments" / "nopart.json").read_text())["runs"]
+    submitted = [s["job_id"] for s in run["stages"] if s["job_id"]]
+    assert run["submission"].startswith(f"aborted: sbatch failed, cancelled {sorted(submitted)}") and len(submitted) == 2
+    assert not set(submitted) & set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                                                   check=True).stdout.split())  # fmt: skip
     assert glm5("submit", "--profile", str(profile), "--name", "noctl").returncode == 0  # and the next submit works
     glm5("cancel", "noctl")
 
