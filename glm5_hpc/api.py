@@ -11,11 +11,14 @@
 Every call returns typed values and prints nothing; failures raise glm5_hpc.errors.Glm5Error
 (InputError for bad input, WaitFailedError when a deployment can no longer become healthy).
 Heavy modules are imported on first use, so `import glm5_hpc.api` stays cheap. This API drives the
-Slurm cluster where it runs (a login node); profiles with an `ssh:` block are for the CLI.
+Slurm cluster where it runs (a login node); with a profile that has an `ssh:` block, each call runs
+the same glm5_hpc command on that login node (`glm5_hpc remote setup` installs it there) and reads
+its JSON.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,9 +30,10 @@ from glm5_hpc.errors import InputError
 if TYPE_CHECKING:
     from glm5_hpc.adapters.store import Store
     from glm5_hpc.app.doctor import Check
-    from glm5_hpc.app.status import DeploymentStatus
+    from glm5_hpc.app.remote import RemoteCommands
     from glm5_hpc.domain.health import Verdict
     from glm5_hpc.domain.profile import Profile
+    from glm5_hpc.domain.status import DeploymentStatus
 
 __all__ = ["Cluster", "Deployment", "Phase", "ProbeResult", "StageStatus", "Status"]
 
@@ -49,6 +53,9 @@ class Phase(StrEnum):
     STOPPED = "stopped"
     ENDED = "ended"
     UNREADABLE = "unreadable"  # its record cannot be read: Status.failure names the file
+
+
+REMOTE_POLL_S = 3.0  # wait() over SSH: how often the login node's status is read
 
 
 @dataclass(frozen=True)
@@ -96,23 +103,30 @@ class ProbeResult:
 
 
 class Deployment:
-    """One named deployment; every method reads or acts on the cluster when called, never before."""
+    """One named deployment; every method reads or acts on the cluster when called, never before.
+    For a profile with `ssh:` each call runs the same command on the login node (`--json`)."""
 
-    def __init__(self, name: str, store: Store | None = None) -> None:
+    def __init__(self, name: str, store: Store | None = None, remote: RemoteCommands | None = None) -> None:
         from glm5_hpc.domain.names import check_deployment_name
 
         check_deployment_name(name)
         self.name = name
         self._store = store
+        self._remote = remote
 
     def __repr__(self) -> str:
         return f"Deployment({self.name!r})"
 
     def status(self) -> Status:
-        from glm5_hpc.app.status import UNREADABLE, status
+        from glm5_hpc.domain.status import UNREADABLE, DeploymentStatus
         from glm5_hpc.errors import StateError
 
-        (st,) = status([self.name], self._store)
+        if self._remote is not None:
+            (st,) = [DeploymentStatus.from_json(d) for d in self._remote.json("status", self.name)["deployments"]]
+        else:
+            from glm5_hpc.app.status import status
+
+            (st,) = status([self.name], self._store)
         if st.phase == UNREADABLE:
             raise StateError(st.failure)
         return Status.of(st)
@@ -125,11 +139,30 @@ class Deployment:
 
     def wait(self, timeout_s: float | None = None, on_progress: Callable[[str], None] | None = None) -> Status:
         """Block until healthy (the full probe ladder passed); WaitFailedError when it cannot become so."""
-        from glm5_hpc.app.waiting import wait
+        from glm5_hpc.app.waiting import WaitFailedError, wait
 
-        return Status.of(wait(self.name, timeout_s, on_progress or (lambda _line: None), self._store))
+        report = on_progress or (lambda _line: None)
+        if self._remote is None:
+            return Status.of(wait(self.name, timeout_s, report, self._store))
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        shown = ""
+        while True:  # over SSH: the login node's status, every REMOTE_POLL_S
+            st = self.status()
+            line = f"server: {st.phase.value}" + (f" at {st.endpoint}" if st.endpoint else "")
+            if line != shown:
+                shown = line
+                report(line)
+            if st.healthy:
+                return st
+            if st.failure:
+                raise WaitFailedError(st.failure)
+            if deadline and time.monotonic() > deadline:
+                raise WaitFailedError(f"deployment {self.name!r} not healthy within {timeout_s:g}s (jobs keep running)")
+            time.sleep(REMOTE_POLL_S)
 
     def logs(self, stage: str | None = None, lines: int = 50) -> str:
+        if self._remote is not None:
+            return self._remote.run("logs", self.name, *([stage] if stage else []), "-n", str(lines)).rstrip("\n")
         from glm5_hpc.app.logs import logs
 
         out: list[str] = []
@@ -137,12 +170,20 @@ class Deployment:
         return "\n".join(out)
 
     def follow(self, on_text: Callable[[str], None], stage: str | None = None, lines: int = 50) -> None:
-        """Pass the stage's log to `on_text` as it grows, until its job ends."""
+        """Pass the stage's log to `on_text` as it grows, until its job ends (where the Slurm commands
+        are: over SSH, `glm5_hpc logs -f` streams it)."""
+        if self._remote is not None:
+            raise InputError(f"follow runs where the Slurm commands are; over SSH use: glm5_hpc logs {self.name} -f --profile P")
         from glm5_hpc.app.logs import logs
 
         logs(self.name, stage, lines, True, on_text, self._store)
 
     def probe(self) -> ProbeResult:
+        from glm5_hpc.domain.health import Verdict
+
+        if self._remote is not None:
+            doc = self._remote.json("probe", self.name, ok=(0, 1))
+            return ProbeResult(doc["url"], tuple(Verdict(**v) for v in doc["verdicts"]))
         from glm5_hpc.app.probe import probe
 
         url, verdicts = probe(self.name, None, None, self._store)
@@ -152,7 +193,13 @@ class Deployment:
                  timeout_s: float | None = None) -> Deployment:  # fmt: skip
         """Replace the deployment's run (see `glm5_hpc redeploy`). With no_downtime it returns once the
         new run serves (blue/green behind the router); otherwise once the new chain is submitted."""
-        if no_downtime:
+        if self._remote is not None:
+            if profile is not None:
+                raise InputError("over SSH the deployment is redeployed with its cluster's profile; leave profile out")
+            extra = [*(["--from", from_stage] if from_stage else []), *(["--no-downtime"] if no_downtime else []),
+                     *(["--timeout", f"{timeout_s:g}"] if timeout_s else [])]  # fmt: skip
+            self._remote.run("redeploy", self.name, *extra)
+        elif no_downtime:
             from glm5_hpc.app.blue_green import redeploy_no_downtime
 
             redeploy_no_downtime(self.name, lambda _line: None, profile, from_stage, timeout_s, self._store)
@@ -164,38 +211,50 @@ class Deployment:
 
     def cancel(self) -> list[str]:
         """Cancel every live job of the deployment; returns their ids (empty when nothing was left)."""
+        if self._remote is not None:
+            return list(self._remote.json("cancel", self.name)["cancelled"])
         from glm5_hpc.app.cancel import cancel
 
         return cancel(self.name, self._store)
 
 
 class Cluster:
-    """A cluster as one profile describes it."""
+    """A cluster as one profile describes it: where this runs, or its login node over SSH."""
 
     def __init__(self, profile: str | Path | Profile, store: Store | None = None) -> None:
         from glm5_hpc.adapters.resources import load_profile
         from glm5_hpc.domain.profile import Profile
 
         self.profile = profile if isinstance(profile, Profile) else load_profile(str(profile))
-        if self.profile.ssh is not None:
-            raise InputError(
-                f"profile {self.profile.name} reaches its cluster over SSH ({self.profile.ssh.host}); the Python API runs "
-                "where the Slurm commands are: use it on the login node, or the CLI from here"
-            )
         self._store = store
+        self._remote: RemoteCommands | None = None
+        if self.profile.ssh is not None:
+            from glm5_hpc.app.remote import RemoteCommands
+
+            self._remote = RemoteCommands(self.profile)
 
     def __repr__(self) -> str:
         return f"Cluster({self.profile.name!r})"
 
-    def submit(self, name: str | None = None, rebuild: bool = False) -> Deployment:
-        from glm5_hpc.app.submit import submit
+    def _deployment(self, name: str) -> Deployment:
+        return Deployment(name, self._store, self._remote)
 
+    def submit(self, name: str | None = None, rebuild: bool = False) -> Deployment:
         name = name or self.profile.name
-        submit(self.profile, name, self._store, rebuild=rebuild)
-        return Deployment(name, self._store)
+        if self._remote is not None:
+            self._remote.json("submit", "--name", name, *(["--rebuild"] if rebuild else []))
+        else:
+            from glm5_hpc.app.submit import submit
+
+            submit(self.profile, name, self._store, rebuild=rebuild)
+        return self._deployment(name)
 
     def render(self, name: str | None = None) -> dict[str, str]:
         """The files a submit would write, {file name: content}, without submitting."""
+        if self._remote is not None:
+            raise InputError(
+                f"over SSH, glm5_hpc render --profile {self.profile.name} shows the scripts the login node would write"
+            )
         from glm5_hpc.app.submit import prepare
 
         return prepare(self.profile, name or self.profile.name, "RUN_ID").rendered
@@ -204,15 +263,21 @@ class Cluster:
         from glm5_hpc.adapters.shell import LocalShell
         from glm5_hpc.app.doctor import run_checks
 
-        return run_checks(self.profile, LocalShell())
+        return run_checks(self.profile, self._remote.shell if self._remote is not None else LocalShell())
 
     def deployments(self) -> list[Deployment]:
+        if self._remote is not None:
+            return [self._deployment(d["name"]) for d in self._remote.json("list")["deployments"]]
         from glm5_hpc.adapters.store import Store
 
         store = self._store or Store()
         return [Deployment(n, store) for n in store.names()]
 
     def deployment(self, name: str) -> Deployment:
+        if self._remote is not None:
+            dep = self._deployment(name)
+            dep.status()  # the login node's error when there is no such deployment
+            return dep
         from glm5_hpc.adapters.store import Store
 
         store = self._store or Store()

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from glm5_hpc.app.status import DeploymentStatus
+    from glm5_hpc.domain.record import Run
+    from glm5_hpc.domain.status import DeploymentStatus
 
 EDITS = ("architecture", "rope", "tokenizer-class", "special-tokens-key")
 STAGES = ("prep-model", "build-wheel", "serve")
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", required=True, help="profile name (cluster_profiles/NAME.yaml) or path")
     s.add_argument("--name", help="deployment name (default: the profile's name)")
     s.add_argument("--rebuild", action="store_true", help="build the wheel even if the cache holds it")
+    s.add_argument("--json", action="store_true", help="print the submitted run as one JSON document (without --wait)")
     _wait_args(s)
 
     s = sub.add_parser("redeploy", help="replace a deployment's jobs, resubmitting only what is needed")
@@ -68,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?", metavar="NAME", help="a deployment (its endpoint and health settings)")
     s.add_argument("--url", type=_url, help="probe this URL instead of (or besides) a deployment's endpoint")
     s.add_argument("--model", help="model id expected in /v1/models (default: the deployment's, or the first listed)")
+    s.add_argument("--json", action="store_true", help="one JSON document: the URL probed and every rung's verdict")
 
     s = sub.add_parser("cleanup", help="remove ended runs' directories and unused wheels from the work dirs")
     s.add_argument("--older-than", default="7d", help="only what is older than this (e.g. 7d, 12h, 0; default 7d)")
@@ -76,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("cancel", help="cancel every job of a deployment (its containers are removed)")
     _route_arg(s)
     s.add_argument("name", metavar="NAME")
+    s.add_argument("--json", action="store_true", help='one JSON document: {"cancelled": [job ids]}')
 
     s = sub.add_parser("prep", help="edit a checkpoint's config files as the recipe says (Steps 1-2)")
     s.add_argument("model_dir", type=_path, metavar="MODEL_DIR")
@@ -189,7 +193,12 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
-def _submitted(name: str, run: dict[str, Any], args: argparse.Namespace) -> int:
+def _submitted(name: str, run: Run, args: argparse.Namespace) -> int:
+    if getattr(args, "json", False) and not args.wait:
+        import json
+
+        print(json.dumps({"name": name, "run_id": run["run_id"], "stages": run["stages"]}))
+        return 0
     jobs = ", ".join(f"{s['stage']}={s['job_id'] or 'skipped'}" for s in run["stages"])
     print(f"submitted deployment {name} run {run['run_id']}: {jobs}", flush=True)
     if not args.wait:
@@ -265,7 +274,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _unreadable(statuses: list[DeploymentStatus]) -> int:
     """Name each unreadable record on stderr (its line in the listing says why); exit code 1 if any."""
-    from glm5_hpc.app.status import UNREADABLE
+    from glm5_hpc.domain.status import UNREADABLE
 
     bad = [st.name for st in statuses if st.phase == UNREADABLE]
     if bad:
@@ -276,8 +285,8 @@ def _unreadable(statuses: list[DeploymentStatus]) -> int:
 def format_status(st: DeploymentStatus) -> str:
     import time
 
-    from glm5_hpc.app.status import UNREADABLE
     from glm5_hpc.domain.reach import NODE_ONLY
+    from glm5_hpc.domain.status import UNREADABLE
 
     if st.phase == UNREADABLE:
         return f"deployment {st.name}: {st.failure}"
@@ -359,18 +368,29 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from glm5_hpc.app.probe import RUNGS, probe
 
     url, verdicts = probe(args.name, args.url, args.model)
+    ok = len(verdicts) == len(RUNGS) and all(v.ok for v in verdicts)
+    if args.json:
+        import json
+
+        print(json.dumps({"url": url, "ok": ok, "verdicts": [v.to_json() for v in verdicts]}))
+        return 0 if ok else 1
     print(f"probing {url}")
     for v in verdicts:
         print(f"  {v.rung:<10} {'ok' if v.ok else 'FAILED':<6} {v.detail}")
     for rung in RUNGS[len(verdicts) :]:
         print(f"  {rung:<10} {'-':<6} not reached")
-    return 0 if len(verdicts) == len(RUNGS) and all(v.ok for v in verdicts) else 1
+    return 0 if ok else 1
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
     from glm5_hpc.app.cancel import cancel
 
     cancelled = cancel(args.name)
+    if args.json:
+        import json
+
+        print(json.dumps({"cancelled": cancelled}))
+        return 0
     print(f"cancelled jobs {', '.join(cancelled)}" if cancelled else f"nothing left to cancel in {args.name}")
     return 0
 

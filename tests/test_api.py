@@ -53,5 +53,3 @@ def test_bad_input_is_an_error_naming_it(make_profile: Callable[..., Path]) -> N
         cluster.deployment("nosuch")
     with pytest.raises(InputError, match=r"deployment name .\.\./x. must match"):
         Deployment("../x")
-    with pytest.raises(InputError, match="reaches its cluster over SSH"):
-        Cluster(make_profile("apissh", ssh={"host": "login1"}))

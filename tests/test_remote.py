@@ -17,6 +17,8 @@ import httpx
 import pytest
 import yaml
 
+from glm5_hpc.api import Cluster, Phase
+from glm5_hpc.errors import InputError
 from tests.conftest import GLM5_HPC, REPO, SLURM_CONF, containers, eventually, glm5, squeue_ids
 
 pytestmark = pytest.mark.usefixtures("cluster")
@@ -241,6 +243,33 @@ def test_laptop_submit_status_tunnel_cancel(
         assert missing.returncode == 2  # exit codes carry through SSH
     finally:
         subprocess.run([str(GLM5_HPC), "cancel", "laptop", "--profile", str(profile)], capture_output=True, env=env)
+
+
+def test_the_python_api_over_ssh(
+    sshd: dict[str, str], remote_venv: Path, make_profile: Callable[..., Path], state_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The same API with a profile that has ssh:: each call runs on the login node and returns typed values."""
+    profile = make_profile("apissh", ssh=ssh_block(sshd, remote_venv.parent), serve={"port": "auto"},
+                           container={"env": {"GLM5_STANDIN_LOAD_S": "2", "GLM5_STANDIN_BUILD_S": "1"}})  # fmt: skip
+    cluster = Cluster(profile)
+    try:
+        dep = cluster.submit(name="apissh")
+        progress: list[str] = []
+        st = dep.wait(timeout_s=240, on_progress=progress.append)
+        assert st.healthy and st.phase is Phase.READY and "Paris" in st.completion and progress[-1].startswith("server: ready")
+        assert not (state_dir / "deployments" / "apissh.json").exists()  # recorded on the login node only
+        assert [d.name for d in cluster.deployments()] == ["apissh"] and cluster.deployment("apissh").status().run_id == st.run_id
+        result = dep.probe()
+        assert result.ok and [v.rung for v in result.verdicts] == ["health", "models", "completion"]
+        assert "Application startup complete." in dep.logs("serve", lines=200)
+        with pytest.raises(InputError, match="no deployment named 'nosuch'"):
+            cluster.deployment("nosuch")
+        serve = st.stages[2].job_id
+        assert dep.cancel() == [serve] and dep.cancel() == []
+        assert capsys.readouterr().out == ""  # the API prints nothing
+    finally:
+        glm5("cancel", "apissh", "--profile", str(profile))
 
 
 def test_profile_init_on_the_local_cluster_is_submittable(tmp_path: Path, cleanup_deployments: list[str]) -> None:

@@ -9,55 +9,50 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry,
-    retry_if_exception_type,
-    retry_if_result,
-    stop_after_delay,
-    stop_any,
-    wait_exponential,
-    wait_fixed,
-)
-from tenacity.stop import stop_base
-
 T = TypeVar("T")
-
-
-class _StopOnEvent(stop_base):
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return self.event.is_set()
-
 
 SLURM_QUERY_STOP_S = float(os.environ.get("GLM5_HPC_SLURM_RETRY_S", "60"))
 
 
 def slurm_query_retry(transient: type[Exception]) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    return retry(
-        retry=retry_if_exception_type(transient),
-        stop=stop_after_delay(SLURM_QUERY_STOP_S),
-        wait=wait_exponential(multiplier=1, min=1, max=8),
-        reraise=True,
-    )
+    """The first attempt runs bare; tenacity is imported only once one has failed (importing it
+    on every `status` would cost more than a sacct call)."""
+
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> T:
+            try:
+                return fn(*args, **kwargs)
+            except transient:
+                pass
+            from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+            again = retry(
+                retry=retry_if_exception_type(transient), stop=stop_after_delay(SLURM_QUERY_STOP_S),
+                wait=wait_exponential(multiplier=1, min=1, max=8), reraise=True,
+            )(fn)  # fmt: skip
+            return again(*args, **kwargs)
+
+        return call
+
+    return decorate
 
 
 def poll_until(check: Callable[[], T | None], deadline_s: float, poll_interval_s: float, stop: threading.Event) -> T | None:
     """Call `check` every poll_interval_s until it returns non-None; None on deadline or stop."""
+    from tenacity import Retrying, retry_if_result, stop_after_delay, stop_any, stop_when_event_set, wait_fixed
 
     def sleep(seconds: float) -> None:
         stop.wait(seconds)
 
     policy: Retrying = Retrying(
-        stop=stop_any(stop_after_delay(max(deadline_s, 0)), _StopOnEvent(stop)),
+        stop=stop_any(stop_after_delay(max(deadline_s, 0)), stop_when_event_set(stop)),
         wait=wait_fixed(poll_interval_s),
         retry=retry_if_result(lambda value: value is None),
         sleep=sleep,

@@ -12,13 +12,11 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from glm5_hpc.adapters.files import write_json_atomic
 from glm5_hpc.domain.names import check_deployment_name
+from glm5_hpc.domain.record import SCHEMA, Record, RecordShapeError, migrate
 from glm5_hpc.errors import InputError, StateError
-
-SCHEMA = 1
 
 
 def state_dir() -> Path:
@@ -71,7 +69,8 @@ class Store:
         finally:
             os.close(fd)
 
-    def load(self, name: str) -> dict[str, Any] | None:
+    def load(self, name: str) -> Record | None:
+        """The record in the current schema (an earlier schema is migrated on read), or None."""
         path = self.path(name)
         try:
             doc = json.loads(path.read_text())
@@ -83,20 +82,12 @@ class Store:
             raise StateError(f"deployment record {path} cannot be read ({exc.strerror}); move it aside to continue") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StateError(f"deployment record {path} is corrupt ({exc}); move it aside to continue") from None
-        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-            raise StateError(
-                f"deployment record {path} has schema {doc.get('schema') if isinstance(doc, dict) else '?'}, "
-                f"this glm5_hpc reads schema {SCHEMA}"
-            )
-        runs = doc.get("runs")
-        if doc.get("name") != name or not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
-            raise StateError(
-                f"deployment record {path} is not a record of deployment {name!r} (its name or its runs are wrong); "
-                "move it aside to continue"
-            )
-        return doc
+        try:
+            return migrate(doc, name)
+        except RecordShapeError as exc:
+            raise StateError(f"deployment record {path}: {exc}; move it aside to continue") from None
 
-    def require(self, name: str) -> dict[str, Any]:
+    def require(self, name: str) -> Record:
         """The record, or the one error every command gives for a deployment that does not exist."""
         doc = self.load(name)
         if doc is None:
@@ -105,7 +96,7 @@ class Store:
             )
         return doc
 
-    def save(self, doc: dict[str, Any]) -> None:
+    def save(self, doc: Record) -> None:
         self._ensure()
         doc["schema"] = SCHEMA
         write_json_atomic(self.path(doc["name"]), doc, mode=0o600)

@@ -15,14 +15,15 @@ from collections.abc import Callable
 
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.resources import load_profile
+from glm5_hpc.adapters.run_files import read_run_files
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.adoption import adopt_live_jobs
 from glm5_hpc.app.cancel import cancel_live_jobs
-from glm5_hpc.app.records import Record, Run, current_run, job_ids
+from glm5_hpc.app.record_repair import adopt_live_jobs
 from glm5_hpc.app.router_job import ensure_router
-from glm5_hpc.app.status import DeploymentStatus, status_of
 from glm5_hpc.app.submit import check_secrets, submit_run
 from glm5_hpc.app.waiting import WaitFailedError, wait
+from glm5_hpc.domain.record import Record, Run, current_run, job_ids, profile_of
+from glm5_hpc.domain.status import DeploymentStatus, status_of
 from glm5_hpc.errors import InputError, StateError
 
 RETIRE_MARGIN_S = 60.0  # beyond router.drain_s, for the old serve job to notice the move and end
@@ -41,14 +42,14 @@ def redeploy_no_downtime(
         rec = store.require(name)
         adopt_live_jobs(store, rec)
         old = current_run(rec)
-        profile = load_profile(profile_name or (old or {}).get("profile_file") or rec.get("profile", ""))
+        profile = load_profile(profile_name or profile_of(rec))
         check_secrets(profile)
         if not profile.router.enabled:
             raise InputError(
                 f"redeploy --no-downtime needs router.enabled: true in profile {profile.source or profile.name} "
                 "(clients reach the deployment through the router, which moves to the new serve job once it is healthy)"
             )
-        if old is None or not status_of(rec, slurm.query(job_ids(old))).healthy:
+        if old is None or not status_of(rec, slurm.query(job_ids(old)), read_run_files(rec)).healthy:
             raise StateError(
                 f"deployment {name!r} is not healthy now, so there is no downtime to avoid; use glm5_hpc redeploy {name}"
             )
@@ -76,7 +77,7 @@ def redeploy_no_downtime(
 
 def _abandon(store: Store, name: str, run_id: str, why: str) -> None:
     with store.locked(name):
-        rec = store.load(name) or {}
+        rec = store.require(name)
         run = _run(rec, run_id)
         if run is None:
             return
@@ -91,14 +92,14 @@ def _retire(store: Store, name: str, run_id: str, grace_s: float) -> None:
     left is cancelled (a successor it queued, or a job still running after the grace)."""
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        run = _run(store.load(name) or {}, run_id)
+        run = _run(store.require(name), run_id)
         if run is None:
             return
         if not any(j.live and j.state != "PENDING" for j in slurm.query(job_ids(run)).values()):
             break
         time.sleep(2)
     with store.locked(name):
-        rec = store.load(name) or {}
+        rec = store.require(name)
         run = _run(rec, run_id)
         if run is not None:
             cancel_live_jobs(store, rec, wait=True, run=run)

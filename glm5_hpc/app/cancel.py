@@ -6,19 +6,11 @@ from __future__ import annotations
 import time
 
 from glm5_hpc.adapters import slurm
+from glm5_hpc.adapters.run_files import read_handovers
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.adoption import adopt_live_jobs
-from glm5_hpc.app.records import (
-    Record,
-    Run,
-    all_runs,
-    current_run,
-    job_ids,
-    new_outcomes,
-    read_handovers,
-    set_outcomes,
-)
-from glm5_hpc.app.router_record import ROUTER, adopt_router
+from glm5_hpc.app.record_repair import adopt_live_jobs
+from glm5_hpc.app.router_record import adopt_router
+from glm5_hpc.domain.record import Record, Run, all_runs, current_run, job_ids, new_outcomes, set_outcomes
 from glm5_hpc.domain.slurm_state import JobInfo
 from glm5_hpc.errors import SlurmError
 
@@ -82,13 +74,14 @@ def wait_gone(ids: list[str]) -> dict[str, JobInfo]:
 def cancel_router(store: Store, rec: Record) -> list[str]:
     if adopt_router(rec):
         store.save(rec)
-    router = rec.get(ROUTER) or {}
-    if not router.get("job_id") or not any(j.live for j in slurm.query([router["job_id"]]).values()):
+    router = rec.get("router")
+    job = router["job_id"] if router else None
+    if router is None or not job or not any(j.live for j in slurm.query([job]).values()):
         return []
-    slurm.cancel([router["job_id"]])
+    slurm.cancel([job])
     router["cancelled_at"] = time.time()
     store.save(rec)
-    return [router["job_id"]]
+    return [job]
 
 
 def cancel(name: str, store: Store | None = None) -> list[str]:

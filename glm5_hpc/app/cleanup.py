@@ -11,7 +11,8 @@ from pathlib import Path
 
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.domain.cleanup import Removal, all_runs, plan_cleanup, run_job_ids, work_dir_of
+from glm5_hpc.domain.cleanup import Removal, plan_cleanup, work_dir_of
+from glm5_hpc.domain.record import all_runs, job_ids
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def _size(path: Path) -> int:
 def cleanup(older_than_s: float, dry_run: bool, store: Store | None = None) -> list[Freed]:
     store = store or Store()
     records = [r for n in store.names() if (r := store.load(n)) is not None]
-    ids = sorted({j for rec in records for run in all_runs(rec) for j in run_job_ids(run)})
+    ids = sorted({j for rec in records for run in all_runs(rec) for j in job_ids(run)})
     live = {j for j, info in slurm.query(ids).items() if not info.terminal}
     work_dirs = {work_dir_of(run["run_dir"]) for rec in records for run in all_runs(rec) if run.get("run_dir")}
     wheels = {str(d): d.stat().st_mtime for w in sorted(work_dirs) for d in Path(w, "wheels").glob("*") if d.is_dir()}

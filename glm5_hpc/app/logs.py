@@ -7,18 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from glm5_hpc.adapters import slurm
+from glm5_hpc.adapters.run_files import log_tail
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.records import current_run
-from glm5_hpc.app.status import log_path, log_tail
 from glm5_hpc.domain.names import STAGES
+from glm5_hpc.domain.record import current_run, empty_run
 from glm5_hpc.errors import InputError, StateError
 
 
 def logs(name: str, stage: str | None, lines: int, follow: bool, out: Callable[[str], None], store: Store | None = None) -> None:
     store = store or Store()
     rec = store.require(name)
-    run = current_run(rec) or {"stages": []}
-    with_jobs = {s["stage"]: s["job_id"] for s in run["stages"] if s.get("job_id")}
+    run = current_run(rec) or empty_run()
+    with_jobs = {s["stage"]: job for s in run["stages"] if (job := s.get("job_id"))}
     if stage is None:  # the latest stage that has a job
         stage = next((s for s in reversed(STAGES) if s in with_jobs), None)
     if stage is None or stage not in with_jobs:
@@ -27,10 +27,10 @@ def logs(name: str, stage: str | None, lines: int, follow: bool, out: Callable[[
             f"deployment {name!r} has no {stage or ''} job in its current run" + (f" ({skipped})" if skipped else "")
         )
     job_id = with_jobs[stage]
-    path = log_path(run.get("logs", ""), job_id)
-    assert path is not None
-    if not path.exists() and run.get("run_dir") and not Path(run["run_dir"]).is_dir():
-        raise StateError(f"run directory {run['run_dir']} of deployment {name!r} is missing (deleted?), and with it the logs")
+    logs_dir, run_dir = run.get("logs", ""), run.get("run_dir", "")
+    path = Path(f"{logs_dir}/{job_id}_0_log.out")
+    if not path.exists() and run_dir and not Path(run_dir).is_dir():
+        raise StateError(f"run directory {run_dir} of deployment {name!r} is missing (deleted?), and with it the logs")
     if not path.exists() and not follow:
         out(f"-- job {job_id} ({stage}) has written no log yet ({path}) --")
     text = log_tail(path, lines)

@@ -15,11 +15,11 @@ from glm5_hpc.adapters.probe import ReplyError, fetch, run_ladder
 from glm5_hpc.adapters.resources import load_profile
 from glm5_hpc.adapters.secrets import read_secret
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.records import current_run
 from glm5_hpc.app.status import status
 from glm5_hpc.domain.health import RUNGS, Verdict
 from glm5_hpc.domain.profile import Health
 from glm5_hpc.domain.reach import Reach, serve_reach_of
+from glm5_hpc.domain.record import profile_of
 from glm5_hpc.errors import InputError
 
 __all__ = ["RUNGS", "probe"]
@@ -40,8 +40,7 @@ def probe(name: str | None, url: str | None, model_id: str | None, store: Store 
         if url is None and reach is not None and needs_relay(reach):
             relay = reach
         url = url or st.endpoint
-        rec = store.load(name) or {}
-        profile = load_profile((current_run(rec) or {}).get("profile_file") or rec.get("profile", ""))
+        profile = load_profile(profile_of(store.require(name)))
         health, model_id = profile.health, model_id or profile.model_path.name
         if profile.gateway.enabled and profile.gateway.api_key is not None:
             headers = {"Authorization": f"Bearer {read_secret('gateway.api_key', profile.gateway.api_key)}"}

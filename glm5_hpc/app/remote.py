@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import shlex
 import zipfile
 from importlib.metadata import distribution
 from pathlib import Path
+from typing import Any
 
 from glm5_hpc import __version__
 from glm5_hpc.adapters.shell import SSHShell
@@ -112,3 +114,38 @@ def with_profile(argv: list[str], name: str) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+class RemoteCommands:
+    """glm5_hpc commands run on the login node of a profile with `ssh:`, their output captured (one
+    JSON document where the result is typed): how the Python API drives such a cluster."""
+
+    def __init__(self, profile: Profile) -> None:
+        assert profile.ssh is not None
+        self.profile = profile
+        self.shell = SSHShell(profile.ssh)
+        self._uploaded = False
+
+    def run(self, *argv: str, ok: tuple[int, ...] = (0,)) -> str:
+        """stdout of `glm5_hpc ARGV --profile P` on the login node; its error as this side's error
+        (unless its exit code is one of `ok`)."""
+        from glm5_hpc.errors import InputError
+
+        if not self._uploaded:
+            self.shell.put(Path(self.profile.source).read_bytes(), remote_profile(self.profile))
+            self._uploaded = True
+        r = self.shell.run(
+            ["env", f"{ON_LOGIN_NODE}=1", _remote_tool(self.profile), *argv, "--profile", remote_profile(self.profile)]
+        )
+        if r.rc == 127:
+            raise Glm5Error(
+                f"glm5_hpc is not installed on {self.shell.where}; run: glm5_hpc remote setup --profile {self.profile.name}"
+            )
+        if r.rc not in ok:
+            error = next((ln for ln in reversed(r.stderr.splitlines()) if ln.startswith("glm5_hpc: ")), r.stderr.strip()[-300:])
+            message = f"on {self.shell.where}: {error.removeprefix('glm5_hpc: ').removeprefix('error: ')}"
+            raise (InputError if r.rc == 2 else Glm5Error)(message)
+        return r.stdout
+
+    def json(self, *argv: str, ok: tuple[int, ...] = (0,)) -> Any:
+        return json.loads(self.run(*argv, "--json", ok=ok))

@@ -9,11 +9,11 @@ from pathlib import Path, PurePosixPath
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.files import creating_with_umask
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.records import Record
-from glm5_hpc.app.router_record import ROUTER, adopt_router
+from glm5_hpc.app.router_record import ROUTER, adopt_router, router_id
 from glm5_hpc.domain.names import job_comment, job_name
 from glm5_hpc.domain.plan import RunPaths
 from glm5_hpc.domain.profile import Profile, StageResources
+from glm5_hpc.domain.record import Record
 
 
 def ensure_router(store: Store, rec: Record, profile: Profile, name: str, keep_route: bool = False) -> str | None:
@@ -27,9 +27,9 @@ def ensure_router(store: Store, rec: Record, profile: Profile, name: str, keep_r
         Path(RunPaths(PurePosixPath(profile.work_dir), name, "").route_file).unlink(missing_ok=True)
     if adopt_router(rec):
         store.save(rec)
-    previous = rec.get(ROUTER) or {}
-    if previous.get("job_id") and any(j.live for j in slurm.query([previous["job_id"]]).values()):
-        return str(previous["job_id"])
+    previous = router_id(rec)
+    if previous and any(j.live for j in slurm.query([previous]).values()):
+        return previous
     r = profile.router
     paths = RunPaths(PurePosixPath(profile.work_dir), name, "")
     res = StageResources(partition=r.partition or profile.stages.prep_model.partition, time=r.time, cpus=r.cpus, mem=r.mem)
@@ -37,9 +37,9 @@ def ensure_router(store: Store, rec: Record, profile: Profile, name: str, keep_r
         folder = Path(paths.deployment_dir) / ROUTER
         folder.mkdir(parents=True, exist_ok=True)
         Path(paths.router_file).unlink(missing_ok=True)  # a dead router's address must not be shown
-        rec[ROUTER] = {
+        rec["router"] = {
             "job_id": None, "submitted_at": time.time(), "router_file": str(paths.router_file), "logs": str(folder),
-            "route_file": str(paths.route_file), "previous": previous.get("job_id"),
+            "route_file": str(paths.route_file), "previous": previous,
         }  # fmt: skip
         store.save(rec)  # intent before action
         sub = slurm.Submission(
@@ -50,6 +50,6 @@ def ensure_router(store: Store, rec: Record, profile: Profile, name: str, keep_r
         from jobs.router import run_router  # deferred: aiohttp
 
         job_id = slurm.submit(sub, run_router, str(paths.route_file), str(paths.router_file), r.host, r.port)
-        rec[ROUTER]["job_id"] = job_id
+        rec["router"]["job_id"] = job_id
         store.save(rec)
-    return str(rec[ROUTER]["job_id"])
+    return job_id

@@ -5,20 +5,21 @@ between) is found again by its comment and adopted, as stage jobs are."""
 from __future__ import annotations
 
 from glm5_hpc.adapters import slurm
-from glm5_hpc.app.records import Record
 from glm5_hpc.domain.names import job_comment, job_name
+from glm5_hpc.domain.record import Record
 
 ROUTER = "router"
 
 
 def router_id(rec: Record) -> str | None:
-    return (rec.get(ROUTER) or {}).get("job_id")
+    router = rec.get("router")
+    return router["job_id"] if router else None
 
 
 def router_unrecorded(rec: Record) -> bool:
     """A router was to be submitted, its id is not recorded, and no one has looked for it yet."""
-    router = rec.get(ROUTER) or {}
-    return bool(router) and not router.get("job_id") and not router.get("searched")
+    router = rec.get("router")
+    return router is not None and not router["job_id"] and not router.get("searched")
 
 
 def adopt_router(rec: Record) -> bool:
@@ -26,7 +27,7 @@ def adopt_router(rec: Record) -> bool:
     Call it only with the deployment's lock held, so no submission is in progress."""
     if not router_unrecorded(rec):
         return False
-    router = rec[ROUTER]
+    router = rec["router"]
     found = slurm.find_jobs(job_comment(rec["name"], ROUTER), router["submitted_at"])
     ids = sorted((jid for jid, name in found.items() if name == job_name(rec["name"], ROUTER)), key=int)
     router["searched"] = True  # once: found or not, status goes back to one sacct and one squeue

@@ -22,15 +22,15 @@ from glm5_hpc.adapters.node_facts import checkpoint_facts
 from glm5_hpc.adapters.resources import load_profile, templates
 from glm5_hpc.adapters.secrets import check_env_secrets
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.adoption import adopt_live_jobs
 from glm5_hpc.app.cancel import cancel_runs, live_jobs
 from glm5_hpc.app.prep import prep_model
-from glm5_hpc.app.records import Record, Run, current_run
+from glm5_hpc.app.record_repair import adopt_live_jobs
 from glm5_hpc.app.router_job import ensure_router
 from glm5_hpc.domain.model_prep import Edits
 from glm5_hpc.domain.names import BUILD, SERVE, STAGES, check_deployment_name, job_comment, job_name
 from glm5_hpc.domain.plan import RunPaths, StagePlan, plan_chain, wheel_key
 from glm5_hpc.domain.profile import Profile
+from glm5_hpc.domain.record import Record, Run, new_record, profile_of
 from glm5_hpc.domain.render import RenderContext, render_run
 from glm5_hpc.domain.watch import WatchSpec
 from glm5_hpc.errors import InputError, LiveJobsError, SlurmError
@@ -85,10 +85,10 @@ def prepare(profile: Profile, name: str, run_id: str, from_stage: str | None = N
 
 def check_secrets(profile: Profile) -> None:
     """Before anything is cancelled or submitted: secrets the job will read from its environment are set."""
-    secrets = {f"container.secrets.{k}": v for k, v in profile.container.secrets.items()}
+    sources = {f"container.secrets.{k}": v for k, v in profile.container.secrets.items()}
     if profile.gateway.enabled and profile.gateway.api_key is not None:
-        secrets["gateway.api_key"] = profile.gateway.api_key
-    check_env_secrets(secrets)
+        sources["gateway.api_key"] = profile.gateway.api_key
+    check_env_secrets(sources)
 
 
 def submit(profile: Profile, name: str, store: Store | None = None, rebuild: bool = False) -> Run:
@@ -96,7 +96,7 @@ def submit(profile: Profile, name: str, store: Store | None = None, rebuild: boo
     check_secrets(profile)
     store = store or Store()
     with store.locked(name):
-        rec = store.load(name) or {"name": name, "runs": []}
+        rec = store.load(name) or new_record(name)
         adopt_live_jobs(store, rec)
         live = sorted(live_jobs(rec), key=int)
         if live:
@@ -112,8 +112,7 @@ def redeploy(name: str, profile_name: str | None = None, from_stage: str | None 
     store = store or Store()
     with store.locked(name):
         rec = store.require(name)
-        previous = current_run(rec) or {}
-        profile = load_profile(profile_name or previous.get("profile_file") or rec.get("profile", ""))
+        profile = load_profile(profile_name or profile_of(rec))
         check_secrets(profile)
         adopt_live_jobs(store, rec)
         cancel_runs(store, rec, wait=True)
@@ -137,12 +136,12 @@ def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_sta
         "submitted_at": time.time(), "commit": prepared.commit, "wheel_key": prepared.wheel_key,
         "health_file": str(paths.health_file), "logs": str(paths.slurm_logs),
         "handovers_file": str(paths.handovers_file), "route_file": str(paths.route_file) if profile.router.enabled else "",
-        "planned": [s.stage for s in prepared.plan if not s.skipped],
+        "planned": [s.stage for s in prepared.plan if not s.skipped], "handovers": [],
         "stages": [{"stage": s.stage, "job_id": None, "skipped": s.skipped} for s in prepared.plan if s.skipped],
         "submission": "in progress",
     }  # fmt: skip
-    rec.update(profile=profile.name)
-    rec.setdefault("runs", []).append(run)
+    rec["profile"] = profile.name
+    rec["runs"].append(run)
     store.save(rec)  # intent before action: the run id is on disk before any sbatch
     submitted: dict[str, str] = {}
     try:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from glm5_hpc.adapters.run_files import log_tail, read_run_files, with_log_tails
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.paced_query import PacedQuery
-from glm5_hpc.app.records import current_run, job_ids
-from glm5_hpc.app.status import DeploymentStatus, health_hint, log_path, log_tail, status_of
 from glm5_hpc.domain.names import SERVE
+from glm5_hpc.domain.record import current_run, empty_run, job_ids
+from glm5_hpc.domain.status import DeploymentStatus, health_hint, log_path, status_of
 from glm5_hpc.errors import Glm5Error
 
 
@@ -28,8 +29,7 @@ def wait(
 ) -> DeploymentStatus:  # fmt: skip
     store = store or Store()
     rec = store.require(name)
-    run = current_run(rec) or {}
-    ids = job_ids(run)
+    run = current_run(rec) or empty_run()
     deadline = time.monotonic() + timeout_s if timeout_s else None
     query = PacedQuery(1.0, max_query_interval_s)
     shown: dict[str, str] = {}
@@ -40,7 +40,9 @@ def wait(
             report(line)
 
     while True:
-        st = status_of(rec, query(ids, health_hint(run)))
+        files = read_run_files(rec)
+        infos = query(job_ids(run) + [h["job_id"] for h in files.handovers], health_hint(run, files))
+        st = status_of(rec, infos, with_log_tails(files, rec, infos))
         for s in st.stages:
             where = f" job {s.job_id}" + (f" on {s.node}" if s.node else "") if s.job_id else ""
             why = f" ({s.reason})" if s.reason and s.state != "RUNNING" else ""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+
+from glm5_hpc.domain.record import Record, all_runs, current_run, job_ids
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -38,24 +39,14 @@ def work_dir_of(run_dir: str) -> PurePosixPath:
     return PurePosixPath(run_dir).parents[3]
 
 
-def all_runs(rec: dict[str, Any]) -> list[dict[str, Any]]:
-    return [*rec.get("runs", []), *rec.get("failed_replacements", [])]
-
-
-def run_job_ids(run: dict[str, Any]) -> set[str]:
-    ids = {s["job_id"] for s in run.get("stages", []) if s.get("job_id")}
-    ids |= {a["job_id"] for a in run.get("adopted", [])}
-    return ids | {h["job_id"] for h in run.get("handovers", []) if h.get("job_id")}
-
-
-def plan_cleanup(records: list[dict[str, Any]], live_jobs: set[str], wheels: dict[str, float], cutoff: float) -> list[Removal]:
+def plan_cleanup(records: list[Record], live_jobs: set[str], wheels: dict[str, float], cutoff: float) -> list[Removal]:
     """`wheels`: {wheel directory: mtime} found under the work dirs; `cutoff`: an epoch time."""
     removals: list[Removal] = []
     in_use: set[str] = set()
     for rec in records:
-        current = (rec.get("runs") or [{}])[-1]
+        current = current_run(rec)
         for run in all_runs(rec):
-            live = bool(run_job_ids(run) & live_jobs)
+            live = bool(set(job_ids(run)) & live_jobs)
             if run is current or live:
                 if run.get("wheel_key") and run.get("run_dir"):
                     in_use.add(str(work_dir_of(run["run_dir"]) / "wheels" / run["wheel_key"]))

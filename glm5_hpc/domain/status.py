@@ -1,0 +1,216 @@
+"""A deployment's status, derived from its record, Slurm's answers and what its jobs wrote. Pure:
+the files come in as a snapshot (adapters/run_files.py reads each once per refresh).
+
+Scheduler state (per stage) and service health (per deployment) are separate fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from glm5_hpc.domain.names import SERVE, STAGES
+from glm5_hpc.domain.record import Handover, HealthDoc, Record, RouterDoc, Run, all_runs, current_run, empty_run
+from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
+
+OUTCOMES = ("prep", "image", "flashinfer")  # JSON files the stages write into the run dir
+UNREADABLE = "unreadable"  # the phase of a deployment whose record cannot be read (failure says why)
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """What the current run's jobs wrote, as read in one refresh."""
+
+    handovers: list[Handover] = field(default_factory=list)  # handovers.json (the record's copy may lag)
+    health: dict[str, HealthDoc] = field(default_factory=dict)  # health file path -> its document
+    route: dict[str, Any] = field(default_factory=dict)  # route.json: which serve job the router forwards to
+    router: RouterDoc = field(default_factory=lambda: RouterDoc())  # router.json: where the router listens
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # prep/image/flashinfer.json not yet in the record
+    run_dir_missing: bool = False
+    log_tails: dict[str, str] = field(default_factory=dict)  # job id -> last lines, for the stages that failed
+
+
+@dataclass
+class StageStatus:
+    stage: str
+    job_id: str | None
+    state: str
+    reason: str = ""
+    node: str = ""
+    exit_code: str = ""
+    elapsed: str = ""
+
+
+@dataclass
+class DeploymentStatus:
+    name: str
+    profile: str
+    run_id: str
+    stages: list[StageStatus]
+    submission: str = ""
+    endpoint: str | None = None
+    endpoint_kind: str = ""
+    endpoint_scope: str = ""  # "node": answers on the serve node only (probe and tunnel go through the job); "cluster"
+    phase: str = "waiting"
+    healthy: bool = False
+    health_reason: str = ""
+    completion: str = ""
+    failure: str = ""
+    restarts: int = 0  # server restarts inside the serve job
+    requeues: int = 0  # times Slurm started the serve job again (node failure, scontrol requeue)
+    last_probe: dict[str, Any] = field(default_factory=dict)  # the newest verdict: rung, ok, detail, at
+    runs: int = 0
+    recipe: dict[str, Any] = field(default_factory=dict)  # prep hashes and actions, flashinfer patch state
+    health_history: list[dict[str, Any]] = field(default_factory=list)
+    logs: str = ""
+    run_dir: str = ""
+    stable_endpoint: str | None = None  # the router's address, while its job runs (profile router:)
+    stable_endpoint_scope: str = ""
+    router_job: str | None = None
+    router_node: str = ""
+    route_job: str | None = None  # the serve job the router forwards to
+    route_run: str = ""  # the run of that job, when it is not the current run (a replacement under way or cut off)
+    replaces: str = ""  # the run this run is replacing without downtime (redeploy --no-downtime)
+    handovers: int = 0  # serve jobs that took over from this run's first one
+    next_serve: str = ""  # a queued successor: "job N, PENDING (BeginTime)"
+
+    def stage(self, name: str) -> StageStatus | None:
+        return next((s for s in self.stages if s.stage == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> DeploymentStatus:
+        """Back from `to_json` (what `glm5_hpc status --json` prints on a login node)."""
+        return cls(**{**doc, "stages": [StageStatus(**s) for s in doc["stages"]]})
+
+
+def unreadable(name: str, why: str) -> DeploymentStatus:
+    return DeploymentStatus(name, "", "", [], phase=UNREADABLE, failure=why)
+
+
+def serve_chain(run: Run, handovers: list[Handover] | None = None) -> list[tuple[str, str]]:
+    """(job id, health file) of the run's serve job and of each successor that took over from it
+    (`handovers`: as the serve jobs last wrote them, when newer than the record's copy)."""
+    first = next((s["job_id"] for s in run["stages"] if s["stage"] == SERVE and s.get("job_id")), None)
+    chain = [(first, run.get("health_file", ""))] if first else []
+    return chain + [(h["job_id"], h.get("health_file", "")) for h in (handovers or run["handovers"])]
+
+
+def health_hint(run: Run, files: RunFiles) -> tuple[Any, ...]:
+    """The health phases of the run's serve jobs: when one changes, Slurm is worth asking again."""
+    return tuple(files.health.get(h, {}).get("phase") for _, h in serve_chain(run, files.handovers))
+
+
+def current_serve(chain: list[tuple[str, str]], infos: dict[str, JobInfo], holder: str | None) -> tuple[str, str] | None:
+    """The serve job that speaks for the run: the route holder while it runs, else the newest
+    job that has started, else the first."""
+    if not chain:
+        return None
+    state = {j: infos.get(j, JobInfo(j, UNKNOWN)).state for j, _ in chain}
+    for job, health in chain:
+        if job == holder and state[job] == "RUNNING":
+            return job, health
+    started = [(j, h) for j, h in chain if state[j] not in ("PENDING", UNKNOWN)]
+    return started[-1] if started else chain[0]
+
+
+def log_path(logs: str, job_id: str | None) -> PurePosixPath | None:
+    return PurePosixPath(logs) / f"{job_id}_0_log.out" if logs and job_id else None
+
+
+def failed_jobs(run: Run, infos: dict[str, JobInfo]) -> list[str]:
+    """The stage jobs whose log tail a failure message shows."""
+    return [j for s in run["stages"] if (j := s.get("job_id")) and infos.get(j, JobInfo(j, UNKNOWN)).state in FAILED]
+
+
+def failure(st: DeploymentStatus, files: RunFiles) -> str:
+    """Why the deployment can no longer become healthy ("" while it still can)."""
+    for s in st.stages:
+        if s.state in FAILED:
+            tail = files.log_tails.get(s.job_id or "", "")
+            more = f"\n--- last lines of {log_path(st.logs, s.job_id)} ---\n{tail}" if tail else ""
+            return f"stage {s.stage} (job {s.job_id}) ended {s.state}, exit code {s.exit_code or '?'}{more}"
+        if s.reason == "DependencyNeverSatisfied":
+            return f"stage {s.stage} (job {s.job_id}) can never start: DependencyNeverSatisfied"
+    serve = st.stage(SERVE)
+    if serve and serve.state == "COMPLETED":
+        return f"serve job {serve.job_id} ended: {st.health_reason or 'the server exited'}"
+    if st.phase in ("unhealthy", "failed"):
+        return f"server is {st.phase}: {st.health_reason}"
+    if st.submission.startswith(("aborted", "interrupted")):
+        return f"submission {st.submission}; use glm5_hpc redeploy {st.name}"
+    if files.run_dir_missing:
+        return (f"run directory {st.run_dir} is missing (deleted?): its jobs can no longer report health or write logs; "
+                f"glm5_hpc redeploy {st.name} starts a new run")  # fmt: skip
+    return ""
+
+
+def status_of(rec: Record, infos: dict[str, JobInfo], files: RunFiles) -> DeploymentStatus:
+    """A deployment's status from its record, Slurm's answers and its current run's files."""
+    run = current_run(rec) or empty_run()
+    chain = serve_chain(run, files.handovers)
+    holder = files.route.get("job_id") if run.get("route_file") else None
+    serving = current_serve(chain, infos, holder)
+    stages = []
+    for s in sorted(run["stages"], key=lambda s: STAGES.index(s["stage"])):
+        if not (job := s.get("job_id")):
+            stages.append(StageStatus(s["stage"], None, "SKIPPED", s.get("skipped", "")))
+            continue
+        job = serving[0] if s["stage"] == SERVE and serving else job
+        info = infos.get(job, JobInfo(job, UNKNOWN))
+        stages.append(StageStatus(s["stage"], job, info.state, info.reason, info.node, info.exit_code, info.elapsed))
+    docs = (("prep", run.get("prep")), ("image", run.get("image")), ("flashinfer", run.get("flashinfer")))
+    recipe = {k: v for k, v in docs if v}
+    st = DeploymentStatus(
+        rec["name"], rec.get("profile", ""), run["run_id"], stages, submission=run.get("submission", ""),
+        runs=len(rec["runs"]), recipe=recipe, health_history=[dict(h) for h in run.get("health_history", [])],
+        logs=run.get("logs", ""), run_dir=run.get("run_dir", ""), replaces=run.get("replaces", ""),
+    )  # fmt: skip
+    _health_fields(st, files.health.get(serving[1], {}) if serving and serving[1] else {})
+    _router_fields(st, rec, files.router, infos)
+    st.route_job = holder
+    st.handovers = len(chain) - 1 if chain else 0
+    waiting = [j for j, _ in chain if infos.get(j, JobInfo(j, UNKNOWN)).state == "PENDING"]
+    if waiting and waiting[-1] != chain[0][0]:
+        info = infos[waiting[-1]]
+        st.next_serve = f"job {info.job_id}, PENDING ({info.reason or 'queued'})"
+    if holder and holder not in (j for j, _ in chain):
+        st.route_run = next((r["run_id"] for r in all_runs(rec) if holder in (j for j, _ in serve_chain(r))), "?")
+    st.failure = failure(st, files)
+    return st
+
+
+def _health_fields(st: DeploymentStatus, health: HealthDoc) -> None:
+    """What the speaking serve job's health file says, if it is that job's."""
+    serve = st.stage(SERVE)
+    if not health or serve is None or health.get("job_id") != serve.job_id:
+        if serve is not None and serve.state not in ("PENDING", "RUNNING", UNKNOWN):
+            st.phase, st.health_reason = "ended", str(health.get("reason", ""))
+        return
+    st.restarts = int(health.get("restarts", 0))
+    st.requeues = int(health.get("requeues", 0))
+    st.last_probe = (health.get("verdicts") or [{}])[-1]
+    if serve.state == "RUNNING":
+        st.phase = str(health.get("phase", "waiting"))
+        st.endpoint = health.get("endpoint")
+        st.endpoint_kind = str(health.get("endpoint_kind", ""))
+        st.endpoint_scope = str(health.get("endpoint_scope", ""))
+        st.health_reason = str(health.get("reason", ""))
+        st.completion = str(health.get("completion", ""))
+        st.healthy = st.phase == "ready"
+    elif serve.state not in ("PENDING", UNKNOWN):
+        st.phase, st.health_reason = "ended", str(health.get("reason", ""))
+
+
+def _router_fields(st: DeploymentStatus, rec: Record, where: RouterDoc, infos: dict[str, JobInfo]) -> None:
+    router = rec.get("router")
+    if router is None or not (job := router["job_id"]):
+        return
+    st.router_job = job
+    if infos.get(job, JobInfo("", UNKNOWN)).state == "RUNNING" and where.get("job_id") == job:
+        st.stable_endpoint = where.get("url")
+        st.stable_endpoint_scope = str(where.get("scope", ""))
+        st.router_node = str(where.get("node", ""))
