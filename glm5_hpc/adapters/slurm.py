@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import getpass
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,10 +59,23 @@ def query(job_ids: Sequence[str]) -> dict[str, JobInfo]:
     ids = list(dict.fromkeys(job_ids))
     if not ids:
         return {}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        live = pool.submit(squeue_mine)
+    live: list[dict[str, JobInfo] | BaseException] = []
+
+    def ask_squeue() -> None:
+        try:
+            live.append(squeue_mine())
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            live.append(exc)
+
+    thread = threading.Thread(target=ask_squeue, name="glm5-squeue")
+    thread.start()
+    try:
         accounted = sacct(ids)
-        return merge(ids, accounted, live.result())
+    finally:
+        thread.join()
+    if isinstance(live[0], BaseException):
+        raise live[0]
+    return merge(ids, accounted, live[0])
 
 
 def find_jobs(comment: str, since_epoch: float) -> dict[str, str]:
