@@ -2,7 +2,9 @@
 read, saved in the current schema), and a record of a newer schema is refused, naming its file.
 
 The fixtures in fixtures/records/schema1/ are records written by glm5_hpc with schema 1 on the
-local cluster (a plain chain, a routed deployment with a failed replacement, one with handovers)."""
+local cluster: a chain redeployed once (api), a routed deployment with a failed replacement
+(bgstop), one whose serve jobs handed over twice (handover), and one with a job found by its
+comment (unrec)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def v1_job_ids(doc: dict) -> set[str]:
     runs = [*doc["runs"], *doc.get("failed_replacements", [])]
     ids = {s["job_id"] for run in runs for s in run["stages"] if s.get("job_id")}
     ids |= {h["job_id"] for run in runs for h in run.get("handovers", [])}
-    return ids
+    return ids | {a["job_id"] for run in runs for a in run.get("adopted", [])}
 
 
 def test_fixtures_cover_the_record_shapes() -> None:
