@@ -210,7 +210,7 @@ def test_ctrl_c_during_wait_keeps_the_jobs(
     assert first.startswith("submitted deployment ctrlc run ")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and "interrupted; submitted jobs keep running" in err
+    assert proc.returncode == 130 and "interrupted (jobs submitted before it are recorded and keep running" in err
     record = json.loads((state_dir / "deployments" / "ctrlc.json").read_text())
     assert record["runs"][0]["submission"] == "complete" and len(record["runs"][0]["stages"]) == 3
     assert eventually(lambda: status_json("ctrlc")["healthy"], timeout_s=180)  # a later status picks up

@@ -84,7 +84,7 @@ def test_hang_after_ready_marks_unhealthy(make_profile: Callable[..., Path], cle
     start(make_profile, cleanup_deployments, "hang", fault="hang_after_ready:2")
     wait_phase("hang", ("ready",))
     dep = wait_phase("hang", ("unhealthy",), timeout_s=60)
-    assert dep["health_reason"] == "2 liveness probes failed: GET /health: ReadTimeout: timed out"
+    assert dep["health_reason"] == "2 liveness probes failed: GET /health: ReadTimeout: reply not complete within 1s"
     assert dep["stages"][2]["state"] == "RUNNING"  # restart policy none: left for the user to inspect
     human = glm5("status", "hang", check=True).stdout
     assert "health:   unhealthy: 2 liveness probes failed" in human and "probe:    FAILED at " in human

@@ -55,14 +55,17 @@ def fetch(
                     raise ReplyError(f"reply larger than {MAX_BODY_BYTES} bytes")
                 if time.monotonic() > deadline:
                     break
+    except httpx.TimeoutException:
+        pass  # httpx's own timeout and the deadline fall together: one message for both
     except httpx.TransportError:
         if time.monotonic() < deadline:
             raise
+    else:
+        if time.monotonic() <= deadline:
+            return resp.status_code, bytes(body)
     finally:
         watchdog.cancel()
-    if time.monotonic() > deadline:
-        raise httpx.ReadTimeout(f"reply not complete within {timeout_s:g}s")
-    return resp.status_code, bytes(body)
+    raise httpx.ReadTimeout(f"reply not complete within {timeout_s:g}s")
 
 
 def _json(body: bytes) -> Any:

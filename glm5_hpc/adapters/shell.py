@@ -160,7 +160,8 @@ class SSHShell:
             r = conn.run(command, hide=True, warn=True, pty=False, out_stream=sys.stdout, err_stream=sys.stderr,
                          timeout=timeout_s)  # fmt: skip
         else:
-            r = conn.run(command, hide=True, warn=True, pty=False, timeout=timeout_s)
+            # output captured: the command reads no stdin (never this process's, which may be a notebook's)
+            r = conn.run(command, hide=True, warn=True, pty=False, timeout=timeout_s, in_stream=False)
         return Result(r.exited, r.stdout if not stream else "", r.stderr if not stream else "")
 
     def put(self, data: bytes, remote_path: str, mode: int = 0o600) -> None:
@@ -169,7 +170,7 @@ class SSHShell:
         conn = self._connection()
         directory = remote_path.rpartition("/")[0]
         if directory:
-            conn.run(shlex.join(["mkdir", "-p", "-m", "700", directory]), hide=True)
+            conn.run(shlex.join(["mkdir", "-p", "-m", "700", directory]), hide=True, in_stream=False)
         tmp = f"{remote_path}.tmp"
         sftp = conn.sftp()
         sftp.putfo(io.BytesIO(data), tmp)
