@@ -26,119 +26,128 @@ EDITS = ("architecture", "rope", "tokenizer-class", "special-tokens-key")
 STAGES = ("prep-model", "build-wheel", "serve")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The full parser for the command argv names; the other commands get their line in --help but
+    not their arguments (building them all would cost more than the interpreter's start)."""
+    wanted = next((a for a in argv if not a.startswith("-")), None)
     p = argparse.ArgumentParser(prog="glm5_hpc", description="Serve GLM-5 NVFP4 with TensorRT-LLM on a Slurm cluster.")
     p.add_argument("--version", action="version", version=f"glm5_hpc {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("submit", help="submit prep-model -> build-wheel -> serve for a new deployment")
-    s.add_argument("--profile", required=True, help="profile name (cluster_profiles/NAME.yaml) or path")
-    s.add_argument("--name", help="deployment name (default: the profile's name)")
-    s.add_argument("--rebuild", action="store_true", help="build the wheel even if the cache holds it")
-    s.add_argument("--json", action="store_true", help="print the submitted run as one JSON document (without --wait)")
-    _wait_args(s)
+    def command(name: str, help: str) -> argparse.ArgumentParser | None:
+        parser: argparse.ArgumentParser = sub.add_parser(name, help=help)
+        return parser if name == wanted else None
 
-    s = sub.add_parser("redeploy", help="replace a deployment's jobs, resubmitting only what is needed")
-    s.add_argument("name", metavar="NAME")
-    s.add_argument("--profile", help="profile to use (default: the one the deployment was submitted with)")
-    s.add_argument("--from", dest="from_stage", choices=STAGES, help="rerun this stage and every later one")
-    s.add_argument("--no-downtime", action="store_true",
-                   help="blue/green behind the router: the old run serves until the new one is healthy; waits")  # fmt: skip
-    _wait_args(s)
+    if s := command("submit", "submit prep-model -> build-wheel -> serve for a new deployment"):
+        s.add_argument("--profile", required=True, help="profile name (cluster_profiles/NAME.yaml) or path")
+        s.add_argument("--name", help="deployment name (default: the profile's name)")
+        s.add_argument("--rebuild", action="store_true", help="build the wheel even if the cache holds it")
+        s.add_argument("--json", action="store_true", help="print the submitted run as one JSON document (without --wait)")
+        _wait_args(s)
 
-    s = sub.add_parser("status", help="every stage's job, state and node, the endpoint and its health")
-    _route_arg(s)
-    s.add_argument("names", nargs="*", metavar="NAME", help="deployments (default: all)")
-    s.add_argument("--json", action="store_true", help="one JSON document")
-    s.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
-    s.add_argument("--interval", type=_positive, default=5.0, metavar="S", help="with --watch: seconds between refreshes")
+    if s := command("redeploy", "replace a deployment's jobs, resubmitting only what is needed"):
+        s.add_argument("name", metavar="NAME")
+        s.add_argument("--profile", help="profile to use (default: the one the deployment was submitted with)")
+        s.add_argument("--from", dest="from_stage", choices=STAGES, help="rerun this stage and every later one")
+        s.add_argument("--no-downtime", action="store_true",
+                       help="blue/green behind the router: the old run serves until the new one is healthy; waits")  # fmt: skip
+        _wait_args(s)
 
-    s = sub.add_parser("list", help="one line per deployment")
-    _route_arg(s)
-    s.add_argument("--json", action="store_true", help="one JSON document")
+    if s := command("status", "every stage's job, state and node, the endpoint and its health"):
+        _route_arg(s)
+        s.add_argument("names", nargs="*", metavar="NAME", help="deployments (default: all)")
+        s.add_argument("--json", action="store_true", help="one JSON document")
+        s.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
+        s.add_argument("--interval", type=_positive, default=5.0, metavar="S", help="with --watch: seconds between refreshes")
 
-    s = sub.add_parser("logs", help="a stage's log (default: the latest stage with a job)")
-    _route_arg(s)
-    s.add_argument("name", metavar="NAME")
-    s.add_argument("stage", nargs="?", choices=STAGES)
-    s.add_argument("-n", "--lines", type=_count, default=50, help="last N lines (default 50)")
-    s.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    if s := command("list", "one line per deployment"):
+        _route_arg(s)
+        s.add_argument("--json", action="store_true", help="one JSON document")
 
-    s = sub.add_parser("probe", help="run the probe ladder once; exit 0 only when every rung passes")
-    _route_arg(s)
-    s.add_argument("name", nargs="?", metavar="NAME", help="a deployment (its endpoint and health settings)")
-    s.add_argument("--url", type=_url, help="probe this URL instead of (or besides) a deployment's endpoint")
-    s.add_argument("--model", help="model id expected in /v1/models (default: the deployment's, or the first listed)")
-    s.add_argument("--json", action="store_true", help="one JSON document: the URL probed and every rung's verdict")
+    if s := command("logs", "a stage's log (default: the latest stage with a job)"):
+        _route_arg(s)
+        s.add_argument("name", metavar="NAME")
+        s.add_argument("stage", nargs="?", choices=STAGES)
+        s.add_argument("-n", "--lines", type=_count, default=50, help="last N lines (default 50)")
+        s.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
 
-    s = sub.add_parser("cleanup", help="remove ended runs' directories and unused wheels from the work dirs")
-    s.add_argument("--older-than", default="7d", help="only what is older than this (e.g. 7d, 12h, 0; default 7d)")
-    s.add_argument("--dry-run", action="store_true", help="list what would be removed and the space it would free")
+    if s := command("probe", "run the probe ladder once; exit 0 only when every rung passes"):
+        _route_arg(s)
+        s.add_argument("name", nargs="?", metavar="NAME", help="a deployment (its endpoint and health settings)")
+        s.add_argument("--url", type=_url, help="probe this URL instead of (or besides) a deployment's endpoint")
+        s.add_argument("--model", help="model id expected in /v1/models (default: the deployment's, or the first listed)")
+        s.add_argument("--json", action="store_true", help="one JSON document: the URL probed and every rung's verdict")
 
-    s = sub.add_parser("cancel", help="cancel every job of a deployment (its containers are removed)")
-    _route_arg(s)
-    s.add_argument("name", metavar="NAME")
-    s.add_argument("--json", action="store_true", help='one JSON document: {"cancelled": [job ids]}')
+    if s := command("cleanup", "remove ended runs' directories and unused wheels from the work dirs"):
+        s.add_argument("--older-than", default="7d", help="only what is older than this (e.g. 7d, 12h, 0; default 7d)")
+        s.add_argument("--dry-run", action="store_true", help="list what would be removed and the space it would free")
 
-    s = sub.add_parser("prep", help="edit a checkpoint's config files as the recipe says (Steps 1-2)")
-    s.add_argument("model_dir", type=_path, metavar="MODEL_DIR")
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--check", action="store_true", help="say what would change; exit 1 if not prepared")
-    g.add_argument("--revert", action="store_true", help="restore the .orig originals")
-    s.add_argument("--skip", action="append", choices=EDITS, default=[], help="leave this edit out (repeatable)")
-    s.add_argument("--record", type=_path, help="write the result (actions, sha256 before/after) to this JSON file")
+    if s := command("cancel", "cancel every job of a deployment (its containers are removed)"):
+        _route_arg(s)
+        s.add_argument("name", metavar="NAME")
+        s.add_argument("--json", action="store_true", help='one JSON document: {"cancelled": [job ids]}')
 
-    s = sub.add_parser("patch-source", help="apply the recipe's C++ fixes to a TensorRT-LLM tree (Step 4)")
-    s.add_argument("src", type=_path, metavar="SRC")
-    s.add_argument("--check", action="store_true", help="report each patch's state; exit 1 if any is needed")
+    if s := command("prep", "edit a checkpoint's config files as the recipe says (Steps 1-2)"):
+        s.add_argument("model_dir", type=_path, metavar="MODEL_DIR")
+        g = s.add_mutually_exclusive_group()
+        g.add_argument("--check", action="store_true", help="say what would change; exit 1 if not prepared")
+        g.add_argument("--revert", action="store_true", help="restore the .orig originals")
+        s.add_argument("--skip", action="append", choices=EDITS, default=[], help="leave this edit out (repeatable)")
+        s.add_argument("--record", type=_path, help="write the result (actions, sha256 before/after) to this JSON file")
 
-    s = sub.add_parser("patch-flashinfer", help="give GLM-5 the flashinfer it needs (Step 7): patch, or say why not")
-    s.add_argument("path", type=_path, metavar="PATH", help="a flashinfer package directory, or a site-packages directory")
-    s.add_argument("--check", action="store_true", help="report the state and change nothing")
+    if s := command("patch-source", "apply the recipe's C++ fixes to a TensorRT-LLM tree (Step 4)"):
+        s.add_argument("src", type=_path, metavar="SRC")
+        s.add_argument("--check", action="store_true", help="report each patch's state; exit 1 if any is needed")
 
-    s = sub.add_parser("render", help="print the scripts a submission would write, without submitting")
-    s.add_argument("--profile", required=True)
-    s.add_argument("--name", help="deployment name (default: the profile's name)")
-    s.add_argument("stage", nargs="?", choices=STAGES, help="only this stage's files")
+    if s := command("patch-flashinfer", "give GLM-5 the flashinfer it needs (Step 7): patch, or say why not"):
+        s.add_argument("path", type=_path, metavar="PATH", help="a flashinfer package directory, or a site-packages directory")
+        s.add_argument("--check", action="store_true", help="report the state and change nothing")
 
-    s = sub.add_parser("preflight", help="check this node's GPUs before a build or serve stage starts")
-    s.add_argument("--min-gpus", type=int, default=0, help="GPUs needed (serve.tp_size)")
-    s.add_argument("--cuda-arch", help="recipe.build.cuda_architectures the wheel is built for")
-    s.add_argument("--model", type=_path, help="checkpoint directory (an NVFP4 checkpoint needs compute capability >= 10.0)")
-    s.add_argument("--nvidia-smi", default="nvidia-smi", help=argparse.SUPPRESS)
+    if s := command("render", "print the scripts a submission would write, without submitting"):
+        s.add_argument("--profile", required=True)
+        s.add_argument("--name", help="deployment name (default: the profile's name)")
+        s.add_argument("stage", nargs="?", choices=STAGES, help="only this stage's files")
 
-    s = sub.add_parser("remote", help="manage glm5_hpc's own copy on a profile's login node")
-    s.add_argument("action", choices=["setup"], help="setup: create or upgrade the remote virtual environment")
-    s.add_argument("--profile", required=True)
+    if s := command("preflight", "check this node's GPUs before a build or serve stage starts"):
+        s.add_argument("--min-gpus", type=int, default=0, help="GPUs needed (serve.tp_size)")
+        s.add_argument("--cuda-arch", help="recipe.build.cuda_architectures the wheel is built for")
+        s.add_argument("--model", type=_path, help="checkpoint directory (an NVFP4 checkpoint needs compute capability >= 10.0)")
+        s.add_argument("--nvidia-smi", default="nvidia-smi", help=argparse.SUPPRESS)
 
-    s = sub.add_parser("tunnel", help="forward a local port to a deployment's endpoint (follows redeploys)")
-    s.add_argument("name", metavar="NAME")
-    s.add_argument("--profile", help="the deployment's profile (through its login node, if it has ssh:)")
-    s.add_argument("--local-port", type=_port, default=0, help="local port (default: a free one, printed)")
+    if s := command("remote", "manage glm5_hpc's own copy on a profile's login node"):
+        s.add_argument("action", choices=["setup"], help="setup: create or upgrade the remote virtual environment")
+        s.add_argument("--profile", required=True)
 
-    s = sub.add_parser("profile", help="profile init (ask the cluster and write one), validate, show")
-    psub = s.add_subparsers(dest="profile_command", required=True, metavar="ACTION")
-    pi = psub.add_parser("init", help="ask the cluster (sinfo, container tools) and write a commented profile")
-    pi.add_argument("name", metavar="NAME")
-    pi.add_argument("--output", type=_path, help="file to write (default: ~/.config/glm5_hpc/profiles/NAME.yaml)")
-    pi.add_argument("--force", action="store_true", help="replace an existing file")
-    pi.add_argument("--ssh", metavar="[USER@]HOST[:PORT]", help="ask this login node over SSH; the profile gets an ssh: block")
-    pi.add_argument("--identity-file", help="with --ssh: private key")
-    pi.add_argument("--known-hosts", default="~/.ssh/known_hosts", help="with --ssh: known_hosts file")
-    pi.add_argument("--model", default="/path/to/GLM-5-nvfp4-v1", help="checkpoint directory on shared storage")
-    pi.add_argument("--work-dir", default="/path/to/shared/glm5_hpc-work", help="shared work directory")
-    pi.add_argument("--image", default="nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3")
-    pi.add_argument("--variant", choices=["source-build", "stock"], default="source-build")
-    pi.add_argument("--source-repo", default="https://github.com/PerkzZheng/TensorRT-LLM.git")
-    pi.add_argument("--source-branch", default="user/perkzz/glm-flash-trtllm-gen")
-    pi.add_argument("--no-gpu-preflight", action="store_true", help="the nodes have no nvidia-smi")
-    for action in ("validate", "show"):
-        pa = psub.add_parser(action, help=f"{action} a profile (name or path)")
-        pa.add_argument("profile", metavar="PROFILE")
+    if s := command("tunnel", "forward a local port to a deployment's endpoint (follows redeploys)"):
+        s.add_argument("name", metavar="NAME")
+        s.add_argument("--profile", help="the deployment's profile (through its login node, if it has ssh:)")
+        s.add_argument("--local-port", type=_port, default=0, help="local port (default: a free one, printed)")
 
-    s = sub.add_parser("doctor", help="check the cluster is ready for a profile; exit 0 when every check passes")
-    s.add_argument("--profile", required=True)
+    if s := command("profile", "profile init (ask the cluster and write one), validate, show"):
+        psub = s.add_subparsers(dest="profile_command", required=True, metavar="ACTION")
+        pi = psub.add_parser("init", help="ask the cluster (sinfo, container tools) and write a commented profile")
+        pi.add_argument("name", metavar="NAME")
+        pi.add_argument("--output", type=_path, help="file to write (default: ~/.config/glm5_hpc/profiles/NAME.yaml)")
+        pi.add_argument("--force", action="store_true", help="replace an existing file")
+        pi.add_argument(
+            "--ssh", metavar="[USER@]HOST[:PORT]", help="ask this login node over SSH; the profile gets an ssh: block"
+        )
+        pi.add_argument("--identity-file", help="with --ssh: private key")
+        pi.add_argument("--known-hosts", default="~/.ssh/known_hosts", help="with --ssh: known_hosts file")
+        pi.add_argument("--model", default="/path/to/GLM-5-nvfp4-v1", help="checkpoint directory on shared storage")
+        pi.add_argument("--work-dir", default="/path/to/shared/glm5_hpc-work", help="shared work directory")
+        pi.add_argument("--image", default="nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc3")
+        pi.add_argument("--variant", choices=["source-build", "stock"], default="source-build")
+        pi.add_argument("--source-repo", default="https://github.com/PerkzZheng/TensorRT-LLM.git")
+        pi.add_argument("--source-branch", default="user/perkzz/glm-flash-trtllm-gen")
+        pi.add_argument("--no-gpu-preflight", action="store_true", help="the nodes have no nvidia-smi")
+        for action in ("validate", "show"):
+            pa = psub.add_parser(action, help=f"{action} a profile (name or path)")
+            pa.add_argument("profile", metavar="PROFILE")
+
+    if s := command("doctor", "check the cluster is ready for a profile; exit 0 when every check passes"):
+        s.add_argument("--profile", required=True)
     return p
 
 
@@ -601,7 +610,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(argv)
+    args = _parser(argv).parse_args(argv)
     try:
         forwarded = _forward_if_remote(args, argv)
         if forwarded is not None:

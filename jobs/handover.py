@@ -43,7 +43,7 @@ def queue_successor(plan: HandoverPlan, job_id: str, fn: Callable[..., Any], sta
     generation = plan.generation + 1
     health = str(Path(watch.health_file).with_name(f"health-h{generation}.json"))
     successor = slurm.submit(
-        replace(plan.submission, begin=f"now+{begin_in}"), fn, stage, script, replace(watch, health_file=health), secrets,
+        plan.submission._replace(begin=f"now+{begin_in}"), fn, stage, script, replace(watch, health_file=health), secrets,
         replace(plan, generation=generation),
     )  # fmt: skip
     entry = {"job_id": successor, "after": job_id, "generation": generation, "begin_at": time.time() + begin_in,

@@ -7,16 +7,16 @@ crash leaves either the old or the new file, never half of one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
 def sha256_file(path: Path) -> str:
+    import hashlib  # deferred, as tempfile below: `status` imports this module and needs neither
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -47,6 +47,8 @@ def creating_with_umask(mask: int) -> Iterator[None]:
 
 
 def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
+    import tempfile
+
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:

@@ -3,7 +3,6 @@ snapshot domain/status.py derives the status from."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path, PurePath
 
 from glm5_hpc.adapters.files import read_json, read_json_list
@@ -46,7 +45,7 @@ def with_log_tails(files: RunFiles, rec: Record, infos: dict[str, JobInfo]) -> R
     jobs = failed_jobs(run, infos) if run else []
     if not jobs or run is None:
         return files
-    return replace(files, log_tails={j: log_tail(log_path(run.get("logs", ""), j)) for j in jobs})
+    return files._replace(log_tails={j: log_tail(log_path(run.get("logs", ""), j)) for j in jobs})
 
 
 def log_tail(path: PurePath | str | None, lines: int = 15) -> str:

@@ -11,9 +11,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from glm5_hpc.adapters.policies import slurm_query_retry
 from glm5_hpc.domain.slurm_state import SACCT_FIELDS, SQUEUE_FORMAT, JobInfo, merge, parse_sacct, parse_squeue
@@ -123,8 +122,7 @@ def requeue(job_id: str) -> None:
     _run(["scontrol", "requeue", job_id], timeout_s=60)
 
 
-@dataclass(frozen=True)
-class Submission:
+class Submission(NamedTuple):
     folder: Path
     job_name: str
     comment: str

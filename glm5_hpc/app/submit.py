@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import glm5_hpc
@@ -164,7 +164,7 @@ def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_sta
             sources = dict(profile.container.secrets) if serve else None  # where to read them, not their values
             handover = None
             if serve and profile.handover.mode == "overlap":  # the successor starts without waiting for this chain
-                handover = HandoverPlan(replace(sub, after_ok=None), profile.handover.lead_s, str(paths.handovers_file))
+                handover = HandoverPlan(sub._replace(after_ok=None), profile.handover.lead_s, str(paths.handovers_file))
             script = str(paths.scripts / f"{step.stage}.sh")
             job_id = slurm.submit(sub, run_stage, step.stage, script, watch, sources, handover)
             submitted[step.stage] = job_id

@@ -5,7 +5,7 @@ A job that neither squeue nor sacct knows is UNKNOWN: never RUNNING, never COMPL
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 TERMINAL = frozenset(
     {
@@ -28,8 +28,7 @@ SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "NodeList", "Start", "E
 SQUEUE_FORMAT = "%i|%T|%r|%N"
 
 
-@dataclass(frozen=True)
-class JobInfo:
+class JobInfo(NamedTuple):  # a NamedTuple, not a dataclass: `status` starts without importing dataclasses
     job_id: str
     state: str
     reason: str = ""

@@ -6,9 +6,8 @@ Scheduler state (per stage) and service health (per deployment) are separate fie
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from glm5_hpc.domain.names import SERVE, STAGES
 from glm5_hpc.domain.record import Handover, HealthDoc, Record, RouterDoc, Run, all_runs, current_run, empty_run
@@ -18,21 +17,20 @@ OUTCOMES = ("prep", "image", "flashinfer")  # JSON files the stages write into t
 UNREADABLE = "unreadable"  # the phase of a deployment whose record cannot be read (failure says why)
 
 
-@dataclass(frozen=True)
-class RunFiles:
-    """What the current run's jobs wrote, as read in one refresh."""
+class RunFiles(NamedTuple):
+    """What the current run's jobs wrote, as read in one refresh. Never mutated, so the empty
+    defaults may be shared."""
 
-    handovers: list[Handover] = field(default_factory=list)  # handovers.json (the record's copy may lag)
-    health: dict[str, HealthDoc] = field(default_factory=dict)  # health file path -> its document
-    route: dict[str, Any] = field(default_factory=dict)  # route.json: which serve job the router forwards to
-    router: RouterDoc = field(default_factory=lambda: RouterDoc())  # router.json: where the router listens
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # prep/image/flashinfer.json not yet in the record
+    handovers: list[Handover] = []  # noqa: RUF012 - handovers.json (the record's copy may lag)
+    health: dict[str, HealthDoc] = {}  # noqa: RUF012 - health file path -> its document
+    route: dict[str, Any] = {}  # noqa: RUF012 - route.json: which serve job the router forwards to
+    router: RouterDoc = {}  # noqa: RUF012 - router.json: where the router listens
+    outcomes: dict[str, dict[str, Any]] = {}  # noqa: RUF012 - prep/image/flashinfer.json not yet in the record
     run_dir_missing: bool = False
-    log_tails: dict[str, str] = field(default_factory=dict)  # job id -> last lines, for the stages that failed
+    log_tails: dict[str, str] = {}  # noqa: RUF012 - job id -> last lines, for the stages that failed
 
 
-@dataclass
-class StageStatus:
+class StageStatus(NamedTuple):
     stage: str
     job_id: str | None
     state: str
@@ -42,8 +40,10 @@ class StageStatus:
     elapsed: str = ""
 
 
-@dataclass
 class DeploymentStatus:
+    """One deployment's status. A plain class, as RunFiles and StageStatus are NamedTuples:
+    `glm5_hpc status` starts without importing dataclasses (and inspect)."""
+
     name: str
     profile: str
     run_id: str
@@ -59,10 +59,10 @@ class DeploymentStatus:
     failure: str = ""
     restarts: int = 0  # server restarts inside the serve job
     requeues: int = 0  # times Slurm started the serve job again (node failure, scontrol requeue)
-    last_probe: dict[str, Any] = field(default_factory=dict)  # the newest verdict: rung, ok, detail, at
+    last_probe: dict[str, Any]  # the newest verdict: rung, ok, detail, at
     runs: int = 0
-    recipe: dict[str, Any] = field(default_factory=dict)  # prep hashes and actions, flashinfer patch state
-    health_history: list[dict[str, Any]] = field(default_factory=list)
+    recipe: dict[str, Any]  # prep hashes and actions, flashinfer patch state
+    health_history: list[dict[str, Any]]
     logs: str = ""
     run_dir: str = ""
     stable_endpoint: str | None = None  # the router's address, while its job runs (profile router:)
@@ -74,17 +74,34 @@ class DeploymentStatus:
     replaces: str = ""  # the run this run is replacing without downtime (redeploy --no-downtime)
     handovers: int = 0  # serve jobs that took over from this run's first one
     next_serve: str = ""  # a queued successor: "job N, PENDING (BeginTime)"
+    FIELDS = tuple(__annotations__)  # the JSON document's keys, in this order
+
+    def __init__(self, name: str, profile: str, run_id: str, stages: list[StageStatus], **fields: Any) -> None:
+        self.name, self.profile, self.run_id, self.stages = name, profile, run_id, stages
+        self.last_probe, self.recipe, self.health_history = {}, {}, []
+        for key, value in fields.items():
+            if key not in self.FIELDS[4:]:
+                raise TypeError(f"DeploymentStatus has no field {key!r}")
+            setattr(self, key, value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DeploymentStatus) and self.to_json() == other.to_json()
+
+    def __repr__(self) -> str:
+        return f"DeploymentStatus({self.name!r}, phase={self.phase!r}, run_id={self.run_id!r})"
 
     def stage(self, name: str) -> StageStatus | None:
         return next((s for s in self.stages if s.stage == name), None)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = {key: getattr(self, key) for key in self.FIELDS}
+        return {**doc, "stages": [s._asdict() for s in self.stages]}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> DeploymentStatus:
         """Back from `to_json` (what `glm5_hpc status --json` prints on a login node)."""
-        return cls(**{**doc, "stages": [StageStatus(**s) for s in doc["stages"]]})
+        stages = [StageStatus(**s) for s in doc["stages"]]
+        return cls(doc["name"], doc["profile"], doc["run_id"], stages, **{k: v for k, v in doc.items() if k in cls.FIELDS[4:]})
 
 
 def unreadable(name: str, why: str) -> DeploymentStatus:
