@@ -4,7 +4,7 @@ read, saved in the current schema), and a record of a newer schema is refused, n
 The fixtures in fixtures/records/schema1/ are records written by glm5_hpc with schema 1 on the
 local cluster: a chain redeployed once (api), a routed deployment with a failed replacement
 (bgstop), one whose serve jobs handed over twice (handover), and one with a job found by its
-comment (unrec)."""
+comment (unrec). Their paths were rewritten under /shared/; nothing else was changed."""
 
 from __future__ import annotations
 
