@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path, PurePath
 
 from glm5_hpc.adapters.files import read_json, read_json_list
-from glm5_hpc.domain.record import Handover, HealthDoc, Record, RouterDoc, Run, current_run
+from glm5_hpc.domain.record import Handover, HealthDoc, Record, RouterDoc, Run, current_run, job_ids
 from glm5_hpc.domain.slurm_state import JobInfo
 from glm5_hpc.domain.status import OUTCOMES, RunFiles, failed_jobs, log_path, serve_chain
 
@@ -16,6 +16,11 @@ def read_handovers(run: Run) -> list[Handover]:
     if not run.get("handovers_file"):
         return []
     return [h for h in read_json_list(run["handovers_file"]) if h.get("job_id")]  # type: ignore[misc]
+
+
+def run_job_ids(run: Run) -> list[str]:
+    """The run's job ids with the successors its serve jobs queued (the record's copy may lag)."""
+    return job_ids(run) + [h["job_id"] for h in read_handovers(run)]
 
 
 def read_run_files(rec: Record) -> RunFiles:

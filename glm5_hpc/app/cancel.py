@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from glm5_hpc.adapters import slurm
-from glm5_hpc.adapters.run_files import read_handovers
+from glm5_hpc.adapters.run_files import read_handovers, run_job_ids
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.record_repair import adopt_live_jobs
 from glm5_hpc.app.router_record import adopt_router
@@ -41,15 +41,11 @@ def cancel_live_jobs(store: Store, rec: Record, wait: bool = False, run: Run | N
     return cancelled
 
 
-def _run_job_ids(run: Run) -> list[str]:
-    return job_ids(run) + [h["job_id"] for h in read_handovers(run)]
-
-
 def live_jobs(rec: Record) -> dict[str, Run]:
     """{job id: its run} of the jobs in the queue, across every run (failed replacements
     included), the router aside: one Slurm query."""
-    infos = slurm.query([j for run in all_runs(rec) for j in _run_job_ids(run)])
-    return {j: run for run in all_runs(rec) for j in _run_job_ids(run) if (i := infos.get(j)) is not None and i.live}
+    infos = slurm.query([j for run in all_runs(rec) for j in run_job_ids(run)])
+    return {j: run for run in all_runs(rec) for j in run_job_ids(run) if (i := infos.get(j)) is not None and i.live}
 
 
 def cancel_runs(store: Store, rec: Record, wait: bool = False) -> list[str]:

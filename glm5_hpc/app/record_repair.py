@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from glm5_hpc.adapters import slurm
-from glm5_hpc.adapters.run_files import read_handovers
+from glm5_hpc.adapters.run_files import run_job_ids
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.router_record import ROUTER, adopt_router, router_id, router_unrecorded
 from glm5_hpc.domain.names import job_comment, job_name
@@ -39,8 +39,7 @@ from glm5_hpc.errors import StateError
 
 def known_job_ids(rec: Record) -> set[str]:
     """Every job id the record holds: all runs' (handovers included) and the router's."""
-    ids = {j for run in all_runs(rec) for j in job_ids(run)}
-    ids |= {h["job_id"] for run in all_runs(rec) for h in read_handovers(run)}
+    ids = {j for run in all_runs(rec) for j in run_job_ids(run)}
     return ids | ({router} if (router := router_id(rec)) else set())
 
 
@@ -65,7 +64,7 @@ def adopt_live_jobs(store: Store, rec: Record) -> list[str]:
         owner = run or current_run(rec)
         if owner is None:  # a record without runs: keep the job in one, never drop it
             owner = {"run_id": tag, "stages": [], "planned": [], "handovers": [], "submission": "found by their comment"}
-            rec.setdefault("runs", []).append(owner)
+            rec["runs"].append(owner)
         owner.setdefault("adopted", []).append({"job_id": jid, "job_name": jname, "comment": comment})
     run = current_run(rec)
     finished = run is not None and adopt_interrupted(name, run)
