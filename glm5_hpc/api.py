@@ -13,18 +13,18 @@ Every call returns typed values and prints nothing; failures raise glm5_hpc.erro
 Heavy modules are imported on first use, so `import glm5_hpc.api` stays cheap. This API drives the
 Slurm cluster where it runs (a login node); with a profile that has an `ssh:` block, each call runs
 the same glm5_hpc command on that login node (`glm5_hpc remote setup` installs it there) and reads
-its JSON.
+its JSON; that command, on the login node, drives its Slurm directly.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from glm5_hpc.domain.status import DeploymentStatus as Status
+from glm5_hpc.domain.status import Phase, StageStatus
 from glm5_hpc.errors import InputError
 
 if TYPE_CHECKING:
@@ -33,73 +33,36 @@ if TYPE_CHECKING:
     from glm5_hpc.app.remote import RemoteCommands
     from glm5_hpc.domain.health import Verdict
     from glm5_hpc.domain.profile import Profile
-    from glm5_hpc.domain.status import DeploymentStatus
+    from glm5_hpc.domain.record import StageEntry
 
-__all__ = ["Cluster", "Deployment", "Phase", "ProbeResult", "StageStatus", "Status"]
-
-
-class Phase(StrEnum):
-    """The serve job's health phase (separate from the Slurm states of its stages)."""
-
-    WAITING = "waiting"
-    STARTING = "starting"
-    LOADING = "loading"
-    READY = "ready"
-    UNHEALTHY = "unhealthy"
-    RESTARTING = "restarting"
-    RETIRING = "retiring"
-    RETIRED = "retired"
-    FAILED = "failed"
-    STOPPED = "stopped"
-    ENDED = "ended"
-    UNREADABLE = "unreadable"  # its record cannot be read: Status.failure names the file
-
+__all__ = ["Cluster", "Deployment", "Phase", "ProbeResult", "StageStatus", "Status", "Submitted", "probe"]
 
 REMOTE_POLL_S = 3.0  # wait() over SSH: how often the login node's status is read
+WATCH_MAX_QUERY_S = 30.0  # Cluster.watch: Slurm is asked at most this far apart while nothing changes
 
 
-@dataclass(frozen=True)
-class StageStatus:
-    stage: str
-    job_id: str | None
-    state: str  # Slurm's: PENDING, RUNNING, COMPLETED, FAILED, ... UNKNOWN; SKIPPED when no job was needed
-    node: str
-    reason: str
-    exit_code: str
-    elapsed: str
-
-
-@dataclass(frozen=True)
-class Status:
-    name: str
-    run_id: str
-    phase: Phase
-    healthy: bool
-    endpoint: str | None  # the serve job's own endpoint
-    endpoint_scope: str  # "node": answers on its node only; "cluster": from every node and the login node
-    stable_endpoint: str | None  # the router's, with router.enabled
-    stages: tuple[StageStatus, ...]
-    completion: str
-    failure: str  # why it can no longer become healthy ("" while it can)
-    details: dict[str, Any]  # everything `glm5_hpc status --json` shows for the deployment
-
-    @classmethod
-    def of(cls, st: DeploymentStatus) -> Status:
-        doc = st.to_json()
-        phase = Phase(st.phase) if st.phase in Phase._value2member_map_ else Phase.WAITING
-        stages = tuple(StageStatus(s.stage, s.job_id, s.state, s.node, s.reason, s.exit_code, s.elapsed) for s in st.stages)
-        return cls(st.name, st.run_id, phase, st.healthy, st.endpoint, st.endpoint_scope, st.stable_endpoint, stages,
-                   st.completion, st.failure, doc)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(NamedTuple):
     url: str
     verdicts: tuple[Verdict, ...]
 
     @property
     def ok(self) -> bool:
         return len(self.verdicts) == 3 and all(v.ok for v in self.verdicts)
+
+
+class Submitted(NamedTuple):
+    """A chain just submitted: its run and each stage's job id (None: skipped, nothing to do)."""
+
+    run_id: str
+    stages: list[StageEntry]
+
+
+def probe(url: str, model: str | None = None) -> ProbeResult:
+    """The probe ladder (health, models, completion) once against any OpenAI-compatible server."""
+    from glm5_hpc.app.probe import probe as run_ladder
+
+    probed, verdicts = run_ladder(None, url, model)
+    return ProbeResult(probed, tuple(verdicts))
 
 
 class Deployment:
@@ -111,6 +74,7 @@ class Deployment:
 
         check_deployment_name(name)
         self.name = name
+        self.submitted: Submitted | None = None  # the chain this object last submitted (submit, redeploy)
         self._store = store
         self._remote = remote
 
@@ -118,18 +82,17 @@ class Deployment:
         return f"Deployment({self.name!r})"
 
     def status(self) -> Status:
-        from glm5_hpc.domain.status import UNREADABLE, DeploymentStatus
         from glm5_hpc.errors import StateError
 
         if self._remote is not None:
-            (st,) = [DeploymentStatus.from_json(d) for d in self._remote.json("status", self.name)["deployments"]]
+            (st,) = [Status.from_json(d) for d in self._remote.json("status", self.name)["deployments"]]
         else:
             from glm5_hpc.app.status import status
 
             (st,) = status([self.name], self._store)
-        if st.phase == UNREADABLE:
+        if st.phase is Phase.UNREADABLE:
             raise StateError(st.failure)
-        return Status.of(st)
+        return st
 
     @property
     def endpoint(self) -> str | None:
@@ -143,12 +106,12 @@ class Deployment:
 
         report = on_progress or (lambda _line: None)
         if self._remote is None:
-            return Status.of(wait(self.name, timeout_s, report, self._store))
+            return wait(self.name, timeout_s, report, self._store)
         deadline = time.monotonic() + timeout_s if timeout_s else None
         shown = ""
         while True:  # over SSH: the login node's status, every REMOTE_POLL_S
             st = self.status()
-            line = f"server: {st.phase.value}" + (f" at {st.endpoint}" if st.endpoint else "")
+            line = f"server: {st.phase}" + (f" at {st.endpoint}" if st.endpoint else "")
             if line != shown:
                 shown = line
                 report(line)
@@ -178,36 +141,45 @@ class Deployment:
 
         logs(self.name, stage, lines, True, on_text, self._store)
 
-    def probe(self) -> ProbeResult:
-        from glm5_hpc.domain.health import Verdict
-
+    def probe(self, url: str | None = None, model: str | None = None) -> ProbeResult:
+        """The probe ladder once, with the deployment's health settings, against its endpoint (or `url`)."""
         if self._remote is not None:
-            doc = self._remote.json("probe", self.name, ok=(0, 1))
-            return ProbeResult(doc["url"], tuple(Verdict(**v) for v in doc["verdicts"]))
-        from glm5_hpc.app.probe import probe
+            from glm5_hpc.domain.health import Verdict
 
-        url, verdicts = probe(self.name, None, None, self._store)
-        return ProbeResult(url, tuple(verdicts))
+            extra = [*(["--url", url] if url else []), *(["--model", model] if model else [])]
+            doc = self._remote.json("probe", self.name, *extra, ok=(0, 1))
+            return ProbeResult(doc["url"], tuple(Verdict(**v) for v in doc["verdicts"]))
+        from glm5_hpc.app.probe import probe as run_ladder
+
+        probed, verdicts = run_ladder(self.name, url, model, self._store)
+        return ProbeResult(probed, tuple(verdicts))
 
     def redeploy(self, from_stage: str | None = None, no_downtime: bool = False, profile: str | None = None,
-                 timeout_s: float | None = None) -> Deployment:  # fmt: skip
+                 timeout_s: float | None = None, on_progress: Callable[[str], None] | None = None) -> Deployment:  # fmt: skip
         """Replace the deployment's run (see `glm5_hpc redeploy`). With no_downtime it returns once the
-        new run serves (blue/green behind the router); otherwise once the new chain is submitted."""
+        new run serves (blue/green behind the router); otherwise once the new chain is submitted
+        (`submitted` holds it)."""
         if self._remote is not None:
             if profile is not None:
                 raise InputError("over SSH the deployment is redeployed with its cluster's profile; leave profile out")
             extra = [*(["--from", from_stage] if from_stage else []), *(["--no-downtime"] if no_downtime else []),
                      *(["--timeout", f"{timeout_s:g}"] if timeout_s else [])]  # fmt: skip
-            self._remote.run("redeploy", self.name, *extra)
+            if no_downtime:
+                self._remote.run("redeploy", self.name, *extra)
+            else:
+                self._remember(self._remote.json("redeploy", self.name, *extra))
         elif no_downtime:
             from glm5_hpc.app.blue_green import redeploy_no_downtime
 
-            redeploy_no_downtime(self.name, lambda _line: None, profile, from_stage, timeout_s, self._store)
+            redeploy_no_downtime(self.name, on_progress or (lambda _line: None), profile, from_stage, timeout_s, self._store)
         else:
             from glm5_hpc.app.submit import redeploy
 
-            redeploy(self.name, profile, from_stage, self._store)
+            self._remember(redeploy(self.name, profile, from_stage, self._store))
         return self
+
+    def _remember(self, run: Mapping[str, Any]) -> None:
+        self.submitted = Submitted(run["run_id"], list(run["stages"]))
 
     def cancel(self) -> list[str]:
         """Cancel every live job of the deployment; returns their ids (empty when nothing was left)."""
@@ -219,51 +191,110 @@ class Deployment:
 
 
 class Cluster:
-    """A cluster as one profile describes it: where this runs, or its login node over SSH."""
+    """A cluster as one profile describes it: where this runs, or its login node over SSH. Without a
+    profile, the cluster where this runs, for the deployments already recorded (each keeps the
+    profile it was submitted with); submitting needs one."""
 
-    def __init__(self, profile: str | Path | Profile, store: Store | None = None) -> None:
-        from glm5_hpc.adapters.resources import load_profile
-        from glm5_hpc.domain.profile import Profile
+    def __init__(self, profile: str | Path | Profile | None = None, store: Store | None = None) -> None:
+        self.profile: Profile | None = None
+        if isinstance(profile, str | Path):  # the profile module (pydantic) is imported only when one is given
+            from glm5_hpc.adapters.resources import load_profile
 
-        self.profile = profile if isinstance(profile, Profile) else load_profile(str(profile))
+            self.profile = load_profile(str(profile))
+        else:
+            self.profile = profile
         self._store = store
         self._remote: RemoteCommands | None = None
-        if self.profile.ssh is not None:
+        from glm5_hpc.adapters.login_node import on_login_node
+
+        if self.profile is not None and self.profile.ssh is not None and not on_login_node():
             from glm5_hpc.app.remote import RemoteCommands
 
             self._remote = RemoteCommands(self.profile)
 
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the SSH connection to the login node, if one was opened."""
+        if self._remote is not None:
+            self._remote.shell.close()
+
+    @property
+    def where(self) -> str:
+        """Where the Slurm commands run: "this machine" or the login node's user@host:port."""
+        if self._remote is not None:
+            return self._remote.shell.where
+        from glm5_hpc.adapters.shell import LocalShell
+
+        return LocalShell.where
+
     def __repr__(self) -> str:
-        return f"Cluster({self.profile.name!r})"
+        return f"Cluster({self.profile.name if self.profile else None!r})"
 
     def _deployment(self, name: str) -> Deployment:
         return Deployment(name, self._store, self._remote)
 
+    def _needs_profile(self, what: str) -> Profile:
+        if self.profile is None:
+            raise InputError(f"{what} needs a profile: Cluster(PROFILE), a name in cluster_profiles/ or a path")
+        return self.profile
+
     def submit(self, name: str | None = None, rebuild: bool = False) -> Deployment:
-        name = name or self.profile.name
+        """Submit the chain for a new deployment (LiveJobsError when it has live jobs already)."""
+        profile = self._needs_profile("submit")
+        dep = self._deployment(name or profile.name)
         if self._remote is not None:
-            self._remote.json("submit", "--name", name, *(["--rebuild"] if rebuild else []))
+            dep._remember(self._remote.json("submit", "--name", dep.name, *(["--rebuild"] if rebuild else [])))
         else:
             from glm5_hpc.app.submit import submit
 
-            submit(self.profile, name, self._store, rebuild=rebuild)
-        return self._deployment(name)
+            dep._remember(submit(profile, dep.name, self._store, rebuild=rebuild))
+        return dep
 
     def render(self, name: str | None = None) -> dict[str, str]:
         """The files a submit would write, {file name: content}, without submitting."""
+        profile = self._needs_profile("render")
         if self._remote is not None:
-            raise InputError(
-                f"over SSH, glm5_hpc render --profile {self.profile.name} shows the scripts the login node would write"
-            )
+            raise InputError(f"over SSH, glm5_hpc render --profile {profile.name} shows the scripts the login node would write")
         from glm5_hpc.app.submit import prepare
 
-        return prepare(self.profile, name or self.profile.name, "RUN_ID").rendered
+        return prepare(profile, name or profile.name, "RUN_ID").rendered
 
     def doctor(self) -> list[Check]:
         from glm5_hpc.adapters.shell import LocalShell
         from glm5_hpc.app.doctor import run_checks
 
-        return run_checks(self.profile, self._remote.shell if self._remote is not None else LocalShell())
+        profile = self._needs_profile("doctor")
+        return run_checks(profile, self._remote.shell if self._remote is not None else LocalShell())
+
+    def status(self, names: list[str] | None = None) -> list[Status]:
+        """Every deployment's status (or those named), from one Slurm query. An unreadable record is
+        an entry with phase UNREADABLE whose failure names the file; a missing name is an InputError."""
+        if self._remote is not None:
+            return [Status.from_json(d) for d in self._remote.json("status", *(names or []))["deployments"]]
+        from glm5_hpc.app.status import status
+
+        return status(names or None, self._store)
+
+    def watch(self, names: list[str] | None = None, interval_s: float = 5.0) -> Iterator[tuple[list[Status], float]]:
+        """(statuses, when Slurm was last asked) every interval_s, for ever. Health files are read at
+        every refresh; Slurm is asked again at once when a health phase changes, else with backoff up
+        to WATCH_MAX_QUERY_S while its answers stay the same."""
+        if self._remote is not None:
+            while True:
+                yield self.status(names), time.time()
+                time.sleep(interval_s)
+        from glm5_hpc.app.paced_query import PacedQuery
+        from glm5_hpc.app.status import status
+
+        query = PacedQuery(interval_s, max(interval_s, WATCH_MAX_QUERY_S))
+        while True:
+            yield status(names or None, self._store, query), query.asked_at
+            time.sleep(interval_s)
 
     def deployments(self) -> list[Deployment]:
         if self._remote is not None:

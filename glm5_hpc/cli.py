@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from glm5_hpc.domain.record import Run
-    from glm5_hpc.domain.status import DeploymentStatus
+    from glm5_hpc.api import Deployment, Status
 
 EDITS = ("architecture", "rope", "tokenizer-class", "special-tokens-key")
 STAGES = ("prep-model", "build-wheel", "serve")
@@ -52,6 +51,7 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
         s.add_argument("--from", dest="from_stage", choices=STAGES, help="rerun this stage and every later one")
         s.add_argument("--no-downtime", action="store_true",
                        help="blue/green behind the router: the old run serves until the new one is healthy; waits")  # fmt: skip
+        s.add_argument("--json", action="store_true", help="print the submitted run as one JSON document (without --wait)")
         _wait_args(s)
 
     if s := command("status", "every stage's job, state and node, the endpoint and its health"):
@@ -202,102 +202,99 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
-def _submitted(name: str, run: Run, args: argparse.Namespace) -> int:
-    if getattr(args, "json", False) and not args.wait:
+def _submitted(dep: Deployment, args: argparse.Namespace) -> int:
+    assert dep.submitted is not None
+    run_id, stages = dep.submitted
+    if args.json and not args.wait:
         import json
 
-        print(json.dumps({"name": name, "run_id": run["run_id"], "stages": run["stages"]}))
+        print(json.dumps({"name": dep.name, "run_id": run_id, "stages": stages}))
         return 0
-    jobs = ", ".join(f"{s['stage']}={s['job_id'] or 'skipped'}" for s in run["stages"])
-    print(f"submitted deployment {name} run {run['run_id']}: {jobs}", flush=True)
+    jobs = ", ".join(f"{s['stage']}={s['job_id'] or 'skipped'}" for s in stages)
+    print(f"submitted deployment {dep.name} run {run_id}: {jobs}", flush=True)
     if not args.wait:
         return 0
-    return _waited(name, args)
+    return _waited(dep, args)
 
 
-def _waited(name: str, args: argparse.Namespace) -> int:
-    from glm5_hpc.app.waiting import wait
-
-    st = wait(name, args.timeout, lambda line: print(f"  {line}", flush=True))
+def _waited(dep: Deployment, args: argparse.Namespace) -> int:
+    st = dep.wait(args.timeout, lambda line: print(f"  {line}", flush=True))
     print(f"healthy: {st.endpoint} ({st.endpoint_kind})")
     print(f"completion: {st.completion}")
     return 0
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from glm5_hpc.adapters.resources import load_profile
-    from glm5_hpc.app.submit import submit
+    from glm5_hpc.api import Cluster
     from glm5_hpc.errors import LiveJobsError
 
-    profile = load_profile(args.profile)
-    name = args.name or profile.name
+    cluster = Cluster(args.profile)
     try:
-        run = submit(profile, name, rebuild=args.rebuild)
+        dep = cluster.submit(args.name, rebuild=args.rebuild)
     except LiveJobsError as exc:
         if not args.wait or args.rebuild:
             raise
-        print(f"deployment {name} is already submitted (jobs {', '.join(exc.job_ids)}): waiting for it instead of "
-              f"submitting a second chain beside it (glm5_hpc redeploy {name} replaces it)", flush=True)  # fmt: skip
-        return _waited(name, args)
-    return _submitted(name, run, args)
+        dep = cluster.deployment(args.name or cluster.profile.name)  # type: ignore[union-attr]
+        print(f"deployment {dep.name} is already submitted (jobs {', '.join(exc.job_ids)}): waiting for it instead of "
+              f"submitting a second chain beside it (glm5_hpc redeploy {dep.name} replaces it)", flush=True)  # fmt: skip
+        return _waited(dep, args)
+    return _submitted(dep, args)
 
 
 def _cmd_redeploy(args: argparse.Namespace) -> int:
-    from glm5_hpc.app.submit import redeploy
+    from glm5_hpc.api import Cluster
 
+    dep = Cluster().deployment(args.name)
     if args.no_downtime:
-        from glm5_hpc.app.blue_green import redeploy_no_downtime
-
         report = lambda line: print(f"  {line}", flush=True)  # noqa: E731
-        st = redeploy_no_downtime(args.name, report, args.profile, args.from_stage, args.timeout)
+        st = dep.redeploy(args.from_stage, True, args.profile, args.timeout, report).status()
         print(f"healthy: {st.stable_endpoint or st.endpoint} (serve job {st.route_job})")
         return 0
-    return _submitted(args.name, redeploy(args.name, args.profile, args.from_stage), args)
+    return _submitted(dep.redeploy(args.from_stage, profile=args.profile), args)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from glm5_hpc.app.paced_query import PacedQuery
-    from glm5_hpc.app.status import status
+    from glm5_hpc.api import Cluster
 
-    query = PacedQuery(args.interval, max(args.interval, WATCH_MAX_QUERY_S)) if args.watch else None
-    while True:
-        statuses = status(args.names or None, query=query)
+    cluster = Cluster()
+    refreshes = cluster.watch(args.names, args.interval) if args.watch else iter([(cluster.status(args.names), 0.0)])
+    for statuses, asked_at in refreshes:
         failed = _unreadable(statuses)
         if args.json:
             text = json.dumps({"deployments": [s.to_json() for s in statuses]}, indent=2)
         else:
             text = "\n".join(format_status(st) for st in statuses) or "no deployments"
-        if args.watch and sys.stdout.isatty():
-            sys.stdout.write("\033[H\033[J")  # redraw in place
-        if query is None:
+        if not args.watch:
             print(text, flush=True)
             return failed
-        asked = time.strftime("%H:%M:%S", time.localtime(query.asked_at))
+        if sys.stdout.isatty():
+            sys.stdout.write("\033[H\033[J")  # redraw in place
+        asked = time.strftime("%H:%M:%S", time.localtime(asked_at))
         print(f"{text}\n-- {time.strftime('%H:%M:%S')}, health every {args.interval:g}s, Slurm as of {asked}; Ctrl-C to stop --",
               flush=True)  # fmt: skip
-        time.sleep(args.interval)
+    return 0
 
 
-def _unreadable(statuses: list[DeploymentStatus]) -> int:
+def _unreadable(statuses: list[Status]) -> int:
     """Name each unreadable record on stderr (its line in the listing says why); exit code 1 if any."""
-    from glm5_hpc.domain.status import UNREADABLE
+    from glm5_hpc.api import Phase
 
-    bad = [st.name for st in statuses if st.phase == UNREADABLE]
+    bad = [st.name for st in statuses if st.phase is Phase.UNREADABLE]
     if bad:
         print(f"glm5_hpc: error: unreadable deployment record(s): {', '.join(bad)}", file=sys.stderr)
     return 1 if bad else 0
 
 
-def format_status(st: DeploymentStatus) -> str:
+def format_status(st: Status) -> str:
     import time
 
+    from glm5_hpc.api import Phase
     from glm5_hpc.domain.reach import NODE_ONLY
-    from glm5_hpc.domain.status import UNREADABLE
 
-    if st.phase == UNREADABLE:
+    if st.phase is Phase.UNREADABLE:
         return f"deployment {st.name}: {st.failure}"
 
     rows = [("STAGE", "JOB", "STATE", "NODE", "ELAPSED", "EXIT", "REASON")]
@@ -348,9 +345,9 @@ def format_status(st: DeploymentStatus) -> str:
 def _cmd_list(args: argparse.Namespace) -> int:
     import json
 
-    from glm5_hpc.app.status import status
+    from glm5_hpc.api import Cluster
 
-    statuses = status()
+    statuses = Cluster().status()
     failed = _unreadable(statuses)
     if args.json:
         keys = ("name", "profile", "run_id", "runs", "phase", "healthy", "endpoint", "failure")
@@ -367,34 +364,45 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    from glm5_hpc.app.logs import logs
+    from glm5_hpc.api import Cluster
 
-    logs(args.name, args.stage, args.lines, args.follow, lambda text: print(text, flush=True))
+    dep = Cluster().deployment(args.name)
+    if args.follow:
+        dep.follow(lambda text: print(text, flush=True), args.stage, args.lines)
+    elif text := dep.logs(args.stage, args.lines):
+        print(text, flush=True)
     return 0
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    from glm5_hpc.app.probe import RUNGS, probe
+    from glm5_hpc.api import Cluster, probe
+    from glm5_hpc.app.probe import RUNGS
+    from glm5_hpc.errors import InputError
 
-    url, verdicts = probe(args.name, args.url, args.model)
-    ok = len(verdicts) == len(RUNGS) and all(v.ok for v in verdicts)
+    if args.name is not None:
+        result = Cluster().deployment(args.name).probe(args.url, args.model)
+    elif args.url is not None:
+        result = probe(args.url, args.model)
+    else:
+        raise InputError("give a deployment NAME or --url URL")
+    url, verdicts = result
     if args.json:
         import json
 
-        print(json.dumps({"url": url, "ok": ok, "verdicts": [v.to_json() for v in verdicts]}))
-        return 0 if ok else 1
+        print(json.dumps({"url": url, "ok": result.ok, "verdicts": [v.to_json() for v in verdicts]}))
+        return 0 if result.ok else 1
     print(f"probing {url}")
     for v in verdicts:
         print(f"  {v.rung:<10} {'ok' if v.ok else 'FAILED':<6} {v.detail}")
     for rung in RUNGS[len(verdicts) :]:
         print(f"  {rung:<10} {'-':<6} not reached")
-    return 0 if ok else 1
+    return 0 if result.ok else 1
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from glm5_hpc.app.cancel import cancel
+    from glm5_hpc.api import Cluster
 
-    cancelled = cancel(args.name)
+    cancelled = Cluster().deployment(args.name).cancel()
     if args.json:
         import json
 
@@ -541,25 +549,17 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from glm5_hpc.adapters.resources import load_profile
-    from glm5_hpc.adapters.shell import shell_for
-    from glm5_hpc.app.doctor import run_checks
+    from glm5_hpc.api import Cluster
 
-    profile = load_profile(args.profile)
-    shell = shell_for(profile.ssh)
-    try:
-        checks = run_checks(profile, shell)
-    finally:
-        shell.close()
-    print(f"doctor: profile {profile.name} on {shell.where}")
+    with Cluster(args.profile) as cluster:
+        checks = cluster.doctor()
+    print(f"doctor: profile {cluster.profile.name} on {cluster.where}")  # type: ignore[union-attr]
     for c in checks:
         print(f"  {'ok  ' if c.ok else 'FAIL'}  {c.name:<28} {c.detail}" + (f"\n        fix: {c.hint}" if c.hint else ""))
     failed = sum(not c.ok for c in checks)
     print(f"{len(checks) - failed} of {len(checks)} checks passed")
     return 1 if failed else 0
 
-
-WATCH_MAX_QUERY_S = 30.0  # status --watch: Slurm backs off to this while nothing changes
 
 # Commands that act on a cluster: with a profile that names a login node (ssh:), they run there.
 FORWARDED = {"submit", "redeploy", "status", "list", "logs", "probe", "cancel", "render"}
@@ -568,7 +568,7 @@ FORWARDED = {"submit", "redeploy", "status", "list", "logs", "probe", "cancel", 
 def _forward_if_remote(args: argparse.Namespace, argv: list[str]) -> int | None:
     if args.command not in FORWARDED or not getattr(args, "profile", None):
         return None  # decided before importing anything: commands without a profile start fast
-    from glm5_hpc.app.remote import on_login_node
+    from glm5_hpc.adapters.login_node import on_login_node
 
     if on_login_node():
         return None

@@ -28,6 +28,12 @@ def test_submit_wait_status_probe_redeploy_cancel(
     assert any(line.startswith("server: ready at ") for line in progress)
     assert [s.stage for s in st.stages] == ["prep-model", "build-wheel", "serve"] and st.stages[2].state == "RUNNING"
     assert dep.endpoint == st.endpoint == status_json("api")["endpoint"]  # what the CLI shows
+    assert dep.submitted is not None and dep.submitted.run_id == st.run_id
+    assert [s["job_id"] for s in dep.submitted.stages] == [s.job_id for s in st.stages]
+    here = Cluster()  # no profile: the deployments recorded where this runs
+    assert [s.run_id for s in here.status(["api"])] == [st.run_id]
+    statuses, asked_at = next(here.watch(["api"], interval_s=1.0))
+    assert statuses[0].healthy and asked_at > 0
 
     result = dep.probe()  # the serve node's loopback: through a step of the serve job
     assert result.ok and [v.rung for v in result.verdicts] == ["health", "models", "completion"]
@@ -53,3 +59,5 @@ def test_bad_input_is_an_error_naming_it(make_profile: Callable[..., Path]) -> N
         cluster.deployment("nosuch")
     with pytest.raises(InputError, match=r"deployment name .\.\./x. must match"):
         Deployment("../x")
+    with pytest.raises(InputError, match=r"submit needs a profile: Cluster\(PROFILE\)"):
+        Cluster().submit("x")

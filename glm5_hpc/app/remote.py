@@ -13,7 +13,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import shlex
 import zipfile
 from importlib.metadata import distribution
@@ -21,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from glm5_hpc import __version__
+from glm5_hpc.adapters.login_node import ON_LOGIN_NODE
 from glm5_hpc.adapters.shell import SSHShell
 from glm5_hpc.domain.profile import Profile
 from glm5_hpc.errors import Glm5Error
-
-ON_LOGIN_NODE = "GLM5_HPC_ON_LOGIN_NODE"
 
 
 def remote_profile(profile: Profile) -> str:
@@ -33,10 +31,6 @@ def remote_profile(profile: Profile) -> str:
     upload never replaces a profile of the user's own there."""
     assert profile.ssh is not None
     return f"{profile.ssh.remote_venv}/profiles/{profile.name}.yaml"
-
-
-def on_login_node() -> bool:
-    return os.environ.get(ON_LOGIN_NODE) == "1"
 
 
 def installed_wheel() -> tuple[str, bytes]:

@@ -104,7 +104,7 @@ def endpoint_reader(name: str, profile: Profile | None, shell: SSHShell | None) 
     """How to ask for the deployment's current endpoint (the router's, when it has one): the
     remote copy's status, or the local one."""
     if shell is not None and profile is not None and profile.ssh is not None:
-        from glm5_hpc.app.remote import ON_LOGIN_NODE
+        from glm5_hpc.adapters.login_node import ON_LOGIN_NODE
 
         tool = f"{profile.ssh.remote_venv}/bin/glm5_hpc"
 

@@ -6,6 +6,7 @@ Scheduler state (per stage) and service health (per deployment) are separate fie
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
@@ -14,7 +15,31 @@ from glm5_hpc.domain.record import Handover, HealthDoc, Record, RouterDoc, Run, 
 from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
 
 OUTCOMES = ("prep", "image", "flashinfer")  # JSON files the stages write into the run dir
-UNREADABLE = "unreadable"  # the phase of a deployment whose record cannot be read (failure says why)
+
+
+class Phase(StrEnum):
+    """The serve job's health phase (separate from the Slurm states of its stages)."""
+
+    WAITING = "waiting"
+    STARTING = "starting"
+    LOADING = "loading"
+    READY = "ready"
+    UNHEALTHY = "unhealthy"
+    RESTARTING = "restarting"
+    RETIRING = "retiring"
+    RETIRED = "retired"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    ENDED = "ended"
+    UNREADABLE = "unreadable"  # its record cannot be read: failure names the file
+
+    @classmethod
+    def of(cls, text: object) -> Phase:
+        """The phase a health file names; one this version does not know reads as waiting."""
+        return cls._value2member_map_.get(str(text), cls.WAITING)  # type: ignore[return-value]
+
+
+UNREADABLE = Phase.UNREADABLE
 
 
 class RunFiles(NamedTuple):
@@ -52,7 +77,7 @@ class DeploymentStatus:
     endpoint: str | None = None
     endpoint_kind: str = ""
     endpoint_scope: str = ""  # "node": answers on the serve node only (probe and tunnel go through the job); "cluster"
-    phase: str = "waiting"
+    phase: Phase = Phase.WAITING
     healthy: bool = False
     health_reason: str = ""
     completion: str = ""
@@ -101,7 +126,8 @@ class DeploymentStatus:
     def from_json(cls, doc: dict[str, Any]) -> DeploymentStatus:
         """Back from `to_json` (what `glm5_hpc status --json` prints on a login node)."""
         stages = [StageStatus(**s) for s in doc["stages"]]
-        return cls(doc["name"], doc["profile"], doc["run_id"], stages, **{k: v for k, v in doc.items() if k in cls.FIELDS[4:]})
+        fields = {k: v for k, v in doc.items() if k in cls.FIELDS[4:]}
+        return cls(doc["name"], doc["profile"], doc["run_id"], stages, **{**fields, "phase": Phase.of(doc.get("phase"))})
 
 
 def unreadable(name: str, why: str) -> DeploymentStatus:
@@ -205,21 +231,21 @@ def _health_fields(st: DeploymentStatus, health: HealthDoc) -> None:
     serve = st.stage(SERVE)
     if not health or serve is None or health.get("job_id") != serve.job_id:
         if serve is not None and serve.state not in ("PENDING", "RUNNING", UNKNOWN):
-            st.phase, st.health_reason = "ended", str(health.get("reason", ""))
+            st.phase, st.health_reason = Phase.ENDED, str(health.get("reason", ""))
         return
     st.restarts = int(health.get("restarts", 0))
     st.requeues = int(health.get("requeues", 0))
     st.last_probe = (health.get("verdicts") or [{}])[-1]
     if serve.state == "RUNNING":
-        st.phase = str(health.get("phase", "waiting"))
+        st.phase = Phase.of(health.get("phase", "waiting"))
         st.endpoint = health.get("endpoint")
         st.endpoint_kind = str(health.get("endpoint_kind", ""))
         st.endpoint_scope = str(health.get("endpoint_scope", ""))
         st.health_reason = str(health.get("reason", ""))
         st.completion = str(health.get("completion", ""))
-        st.healthy = st.phase == "ready"
+        st.healthy = st.phase is Phase.READY
     elif serve.state not in ("PENDING", UNKNOWN):
-        st.phase, st.health_reason = "ended", str(health.get("reason", ""))
+        st.phase, st.health_reason = Phase.ENDED, str(health.get("reason", ""))
 
 
 def _router_fields(st: DeploymentStatus, rec: Record, where: RouterDoc, infos: dict[str, JobInfo]) -> None:
