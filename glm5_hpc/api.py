@@ -181,6 +181,15 @@ class Deployment:
     def _remember(self, run: Mapping[str, Any]) -> None:
         self.submitted = Submitted(run["run_id"], list(run["stages"]))
 
+    def scale(self, replicas: int, on_progress: Callable[[str], None] | None = None) -> list[str]:
+        """Change the number of replicas of the current run: the ids of the serve jobs submitted (up)
+        or cancelled after draining (down)."""
+        if self._remote is not None:
+            return list(self._remote.json("scale", self.name, "--replicas", str(replicas))["jobs"])
+        from glm5_hpc.app.scale import scale
+
+        return scale(self.name, replicas, on_progress or (lambda _line: None), self._store)
+
     def cancel(self) -> list[str]:
         """Cancel every live job of the deployment; returns their ids (empty when nothing was left)."""
         if self._remote is not None:
@@ -243,16 +252,18 @@ class Cluster:
             raise InputError(f"{what} needs a profile: Cluster(PROFILE), a name in cluster_profiles/ or a path")
         return self.profile
 
-    def submit(self, name: str | None = None, rebuild: bool = False) -> Deployment:
-        """Submit the chain for a new deployment (LiveJobsError when it has live jobs already)."""
+    def submit(self, name: str | None = None, rebuild: bool = False, replicas: int | None = None) -> Deployment:
+        """Submit the chain for a new deployment (LiveJobsError when it has live jobs already);
+        `replicas` overrides the profile's serve.replicas."""
         profile = self._needs_profile("submit")
         dep = self._deployment(name or profile.name)
         if self._remote is not None:
-            dep._remember(self._remote.json("submit", "--name", dep.name, *(["--rebuild"] if rebuild else [])))
+            extra = [*(["--rebuild"] if rebuild else []), *(["--replicas", str(replicas)] if replicas else [])]
+            dep._remember(self._remote.json("submit", "--name", dep.name, *extra))
         else:
-            from glm5_hpc.app.submit import submit
+            from glm5_hpc.app.submit import submit, with_replicas
 
-            dep._remember(submit(profile, dep.name, self._store, rebuild=rebuild))
+            dep._remember(submit(with_replicas(profile, replicas), dep.name, self._store, rebuild=rebuild))
         return dep
 
     def render(self, name: str | None = None) -> dict[str, str]:

@@ -42,6 +42,7 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
         s.add_argument("--profile", required=True, help="profile name (cluster_profiles/NAME.yaml) or path")
         s.add_argument("--name", help="deployment name (default: the profile's name)")
         s.add_argument("--rebuild", action="store_true", help="build the wheel even if the cache holds it")
+        s.add_argument("--replicas", type=_replicas, help="copies of the server behind the router (default: serve.replicas)")
         s.add_argument("--json", action="store_true", help="print the submitted run as one JSON document (without --wait)")
         _wait_args(s)
 
@@ -53,6 +54,12 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
                        help="blue/green behind the router: the old run serves until the new one is healthy; waits")  # fmt: skip
         s.add_argument("--json", action="store_true", help="print the submitted run as one JSON document (without --wait)")
         _wait_args(s)
+
+    if s := command("scale", "change the number of replicas of a live deployment (down: drained, then cancelled)"):
+        _route_arg(s)
+        s.add_argument("name", metavar="NAME")
+        s.add_argument("--replicas", type=_replicas, required=True, metavar="M")
+        s.add_argument("--json", action="store_true", help='one JSON document: {"jobs": [ids submitted or cancelled]}')
 
     if s := command("status", "every stage's job, state and node, the endpoint and its health"):
         _route_arg(s)
@@ -177,6 +184,14 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _replicas(text: str) -> int:
+    from glm5_hpc.domain.profile import MAX_REPLICAS
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of replicas from 1 to {MAX_REPLICAS}")
+    return int(text)
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 for a free one, up to 65535)")
@@ -230,7 +245,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     cluster = Cluster(args.profile)
     try:
-        dep = cluster.submit(args.name, rebuild=args.rebuild)
+        dep = cluster.submit(args.name, rebuild=args.rebuild, replicas=args.replicas)
     except LiveJobsError as exc:
         if not args.wait or args.rebuild:
             raise
@@ -251,6 +266,20 @@ def _cmd_redeploy(args: argparse.Namespace) -> int:
         print(f"healthy: {st.stable_endpoint or st.endpoint} (serve job {st.route_job})")
         return 0
     return _submitted(dep.redeploy(args.from_stage, profile=args.profile), args)
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    from glm5_hpc.api import Cluster
+
+    dep = Cluster().deployment(args.name)
+    jobs = dep.scale(args.replicas, None if args.json else lambda line: print(f"  {line}", flush=True))
+    if args.json:
+        import json
+
+        print(json.dumps({"jobs": jobs}))
+    else:
+        print(f"deployment {dep.name}: {args.replicas} replica(s)")
+    return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -314,6 +343,13 @@ def format_status(st: Status) -> str:
                      + (f" of run {st.route_run}, not the current run" if st.route_run else ""))  # fmt: skip
     if NODE_ONLY in (st.endpoint_scope, st.stable_endpoint_scope):
         lines.append(f"  reach:    from other machines, glm5_hpc probe/tunnel {st.name} go through the job on its node")
+    if len(st.replicas) > 1:
+        for r in st.replicas:
+            counts = f", {r.in_flight} in flight, {r.served} served" if r.served is not None else ""
+            why = f" ({r.reason})" if r.reason and not r.healthy else ""
+            at = f" at {r.endpoint}" if r.endpoint else ""
+            health = "healthy" if r.healthy else r.phase
+            lines.append(f"  replica {r.replica}: job {r.job_id or '-'} {r.state} on {r.node or '-'}, {health}{why}{at}{counts}")
     if st.handovers or st.next_serve:
         lines.append(f"  handover: {st.handovers} so far; next: {st.next_serve or '-'}")
     detail = st.completion if st.healthy else st.health_reason
@@ -562,7 +598,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 # Commands that act on a cluster: with a profile that names a login node (ssh:), they run there.
-FORWARDED = {"submit", "redeploy", "status", "list", "logs", "probe", "cancel", "render"}
+FORWARDED = {"submit", "redeploy", "scale", "status", "list", "logs", "probe", "cancel", "render"}
 
 
 def _forward_if_remote(args: argparse.Namespace, argv: list[str]) -> int | None:
@@ -590,6 +626,7 @@ def _forward_if_remote(args: argparse.Namespace, argv: list[str]) -> int | None:
 COMMANDS = {
     "submit": _cmd_submit,
     "redeploy": _cmd_redeploy,
+    "scale": _cmd_scale,
     "status": _cmd_status,
     "list": _cmd_list,
     "logs": _cmd_logs,

@@ -41,7 +41,8 @@ def queue_successor(plan: HandoverPlan, job_id: str, fn: Callable[..., Any], sta
         return None
     begin_in = max(0, int(end - time.time() - plan.lead_s))
     generation = plan.generation + 1
-    health = str(Path(watch.health_file).with_name(f"health-h{generation}.json"))
+    replica = f"-r{watch.replica}" if watch.replica else ""
+    health = str(Path(watch.health_file).with_name(f"health{replica}-h{generation}.json"))
     successor = slurm.submit(
         plan.submission._replace(begin=f"now+{begin_in}"), fn, stage, script, replace(watch, health_file=health), secrets,
         replace(plan, generation=generation),

@@ -1,60 +1,121 @@
 """The router: a stable endpoint for a deployment, in its own long-lived job (profile `router:`).
 
-It forwards every request to the serve job that holds the deployment's route (route.json, see
-glm5_hpc/domain/route.py), re-reading the file whenever it changes. When traffic moves to a new
-serve job (a handover or a no-downtime redeploy), new requests go to the new server while the
-old one drains the requests it holds. A request whose upstream refuses the connection (nothing
-was sent) waits for the route to move and is sent again, so a switch costs no failed request.
+It forwards every request to a serve job that holds one of the deployment's routes (route.json
+for replica 0, route-r<i>.json for replica i: see glm5_hpc/domain/route.py), re-reading them
+whenever the directory changes. With several replicas it sends each request to the healthy one
+with the fewest requests in flight. It checks every routed server's /health itself every
+CHECK_EVERY_S, so a server that stops answering leaves the rotation within a second, and comes
+back when it answers again. When traffic moves to a new serve job (a handover or a no-downtime
+redeploy), new requests go to the new server while the old one drains the requests it holds. A
+request whose upstream refuses the connection (nothing was sent) goes to another replica, or
+waits for a route to come back and is sent again, so a switch costs no failed request.
 trtllm-serve's control routes are never forwarded. Built on aiohttp (server and client).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
-from aiohttp import ClientConnectionError, web
+from aiohttp import ClientConnectionError, ClientError, ClientSession, ClientTimeout, web
 
 from glm5_hpc.adapters.files import write_json_atomic
 from glm5_hpc.domain.profile import LOOPBACK
 from glm5_hpc.domain.reach import CLUSTER, NODE_ONLY
-from glm5_hpc.domain.route import Route, parse_route
+from glm5_hpc.domain.route import ROUTE_FILE, Route, parse_route
+from glm5_hpc.domain.status import ROUTER_STATS
 from jobs.proxy import SESSION, forward, proxy_app, refused
 
 RESEND_FOR_S = 30.0  # how long a request may wait for a serve job that answers
 RESEND_EVERY_S = 0.1
+CHECK_EVERY_S = 0.25  # the router's own /health check of each routed server
+CHECK_TIMEOUT_S = 0.5
+CHECK_FAILURES = 2  # consecutive failed checks (or one refused connection) take a server out of the rotation
+STATS_EVERY_S = 1.0  # router-stats.json: requests in flight and served per serve job, for glm5_hpc status
 
 
-class RouteFile:
-    """The current route, re-read when the file's mtime changes."""
+class Upstream:
+    """One routed serve job as the router sees it."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.stamp: tuple[int, int] | None = None
-        self.route: Route | None = None
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.in_flight = 0
+        self.served = 0
+        self.failed = 0  # answers broken off, or connections refused
+        self.check_failures = 0
+        self.picked_at = 0.0  # ties in requests in flight go to the one picked least recently (round robin)
+        self.up = True  # its watcher saw the full ladder pass before it wrote the route
 
-    def current(self) -> Route | None:
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.route.job_id, "url": self.route.url, "replica": self.route.replica, "up": self.up,
+                "in_flight": self.in_flight, "served": self.served, "failed": self.failed}  # fmt: skip
+
+
+class RouteSet:
+    """The deployment's routes, re-read when its directory changes (every route write is a rename
+    into it), with each routed server's counters kept across re-reads."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.stamp: int | None = None
+        self.routes: dict[int, Route] = {}  # replica -> route
+        self.upstreams: dict[str, Upstream] = {}  # job id -> counters
+
+    def current(self) -> list[Upstream]:
         try:
-            st = self.path.stat()
+            stamp = self.dir.stat().st_mtime_ns
         except FileNotFoundError:
-            self.stamp, self.route = None, None
-            return None
-        stamp = (st.st_mtime_ns, st.st_ino)
-        if stamp != self.stamp:
-            try:
-                self.route = parse_route(json.loads(self.path.read_text()))
-            except (OSError, ValueError):
-                return self.route  # a partial read cannot happen (atomic writes); keep the last good one
+            stamp = None
+        if stamp != self.stamp or stamp is None:
             self.stamp = stamp
-        return self.route
+            self.routes = self._read() if stamp is not None else {}
+            for route in self.routes.values():
+                known = self.upstreams.get(route.job_id)
+                if known is None or known.route.url != route.url:
+                    self.upstreams[route.job_id] = Upstream(route)
+        return [self.upstreams[r.job_id] for _, r in sorted(self.routes.items())]
+
+    def _read(self) -> dict[int, Route]:
+        found: dict[int, Route] = {}
+        for entry in os.scandir(self.dir):
+            if not ROUTE_FILE.match(entry.name):
+                continue
+            try:
+                route = parse_route(json.loads(Path(entry.path).read_text()))
+            except (OSError, ValueError):
+                route = self.routes.get(_replica(entry.name))  # gone meanwhile, or unreadable: keep the last good one
+            if route is not None:
+                found[_replica(entry.name)] = route
+        return found
+
+    def first(self) -> Route | None:
+        return self.routes[min(self.routes)] if self.routes else None
 
 
-def make_app(route_file: Path) -> web.Application:
-    routes = RouteFile(route_file)
+def _replica(file_name: str) -> int:
+    m = ROUTE_FILE.match(file_name)
+    return int(m.group(1) or 0) if m else 0
+
+
+def pick(upstreams: list[Upstream], tried: set[str]) -> Upstream | None:
+    """The healthy upstream not yet tried with the fewest requests in flight (then the one picked
+    least recently)."""
+    ready = [u for u in upstreams if u.up and u.route.job_id not in tried]
+    if not ready:
+        return None
+    chosen = min(ready, key=lambda u: (u.in_flight, u.picked_at))
+    chosen.picked_at = time.monotonic()
+    return chosen
+
+
+def make_app(route_file: Path, stats_file: Path | None = None) -> web.Application:
+    routes = RouteSet(route_file.parent)
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         if refused(request.path):
@@ -62,24 +123,74 @@ def make_app(route_file: Path) -> web.Application:
         body = await request.read()
         deadline = time.monotonic() + RESEND_FOR_S
         last = "no serve job of this deployment is healthy yet"
+        tried: set[str] = set()
         while True:
-            route = routes.current()
-            if route is not None:
+            upstream = pick(routes.current(), tried)
+            if upstream is not None:
+                upstream.in_flight += 1
                 try:
-                    return await forward(request.app[SESSION], request, route.url, body)
-                except ClientConnectionError as exc:  # before the answer started: safe to send again
-                    last = f"serve job {route.job_id} at {route.url}: {exc.__class__.__name__}"
+                    response = await forward(request.app[SESSION], request, upstream.route.url, body)
+                    upstream.served += 1
+                    return response
+                except ClientConnectionError as exc:  # before the answer started: safe to send elsewhere
+                    last = f"serve job {upstream.route.job_id} at {upstream.route.url}: {exc.__class__.__name__}"
+                    upstream.failed += 1
+                    upstream.up = False  # until its next /health check passes
+                    tried.add(upstream.route.job_id)
+                    continue
+                except BaseException:
+                    upstream.failed += 1
+                    raise
+                finally:
+                    upstream.in_flight -= 1
             if time.monotonic() > deadline:
                 return web.json_response({"error": f"glm5_hpc router: {last}"}, status=503)
+            tried.clear()  # every routed server refused: wait for one to come (back) and try them all again
             await asyncio.sleep(RESEND_EVERY_S)
 
     async def route_info(_request: web.Request) -> web.Response:
-        route = routes.current()
-        return web.json_response(route.to_json() if route else {})
+        first = routes.first()
+        return web.json_response({**(first.to_json() if first else {}), "replicas": [u.to_json() for u in routes.current()]})
+
+    async def check(session: ClientSession, upstream: Upstream) -> None:
+        try:
+            async with session.get(upstream.route.url + "/health", timeout=ClientTimeout(total=CHECK_TIMEOUT_S)) as r:
+                ok = r.status < 500  # 401: a gateway that wants a key for more than /health; still alive
+        except (ClientError, TimeoutError):
+            ok = False
+        upstream.check_failures = 0 if ok else upstream.check_failures + 1
+        upstream.up = ok or (upstream.up and upstream.check_failures < CHECK_FAILURES)
+
+    async def checks(app: web.Application) -> None:
+        last_stats: list[dict[str, Any]] | None = None
+        next_stats = 0.0
+        while True:
+            current = routes.current()
+            await asyncio.gather(*(check(app[SESSION], u) for u in current))
+            if stats_file is not None and time.monotonic() >= next_stats:
+                stats = [u.to_json() for u in current]
+                if stats != last_stats:
+                    write_json_atomic(stats_file, {"at": time.time(), "replicas": stats})
+                    last_stats = stats
+                next_stats = time.monotonic() + STATS_EVERY_S
+            await asyncio.sleep(CHECK_EVERY_S)
+
+    async def start_checks(app: web.Application) -> None:
+        app[CHECKS] = asyncio.create_task(checks(app))
+
+    async def stop_checks(app: web.Application) -> None:
+        app[CHECKS].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await app[CHECKS]
 
     app = proxy_app(proxy, connect_timeout_s=5)
     app.router.add_get("/glm5_hpc/route", route_info)  # matched before the catch-all
+    app.on_startup.append(start_checks)
+    app.on_cleanup.insert(0, stop_checks)
     return app
+
+
+CHECKS = web.AppKey("checks", asyncio.Task[None])
 
 
 def run_router(route_file: str, router_file: str, host: str, port: int) -> None:
@@ -96,6 +207,11 @@ def run_router(route_file: str, router_file: str, host: str, port: int) -> None:
         write_json_atomic(Path(router_file), doc)
         print(f"glm5_hpc: router on {host}:{port} ({socket.getfqdn(node)}) following {route_file}", flush=True)
 
-    app = make_app(Path(route_file))
+    app = make_app(Path(route_file), stats_file(router_file))
     app.on_startup.append(announce)
     web.run_app(app, host=host, port=port, print=None, access_log=None, handle_signals=True)
+
+
+def stats_file(router_file: str) -> Path:
+    """router-stats.json beside router.json: per serve job, requests in flight, served and failed."""
+    return Path(router_file).with_name(ROUTER_STATS)

@@ -77,9 +77,12 @@ class Watcher(threading.Thread):
             scope = NODE_ONLY if node_only else CLUSTER
         self.health.record(phase="loading", endpoint=self.url, endpoint_kind=kind, endpoint_scope=scope, node=node_name(),
                            reason="")  # fmt: skip
-        with httpx.Client() as client:
-            if self.wait_ready(client, url):
-                self.liveness(client, url)
+        try:
+            with httpx.Client() as client:
+                if self.wait_ready(client, url):
+                    self.liveness(client, url)
+        finally:
+            self.release_route()  # the server is ending or restarting: the router stops sending it requests
 
     def wait_ready(self, client: httpx.Client, url: str) -> bool:
         h = self.spec.health
@@ -115,11 +118,18 @@ class Watcher(threading.Thread):
         return parse_route(read_json(self.spec.route_file))
 
     def claim_route(self) -> None:
-        """Take the deployment's traffic, unless a newer serve job holds it."""
+        """Take this replica's traffic, unless a newer serve job holds it."""
         job_id = self.health.doc["job_id"]
         if self.spec.route_file and may_claim(self.read_route(), job_id):
-            write_json_atomic(Path(self.spec.route_file), Route(job_id, self.url, time.time()).to_json())
+            write_json_atomic(Path(self.spec.route_file), Route(job_id, self.url, time.time(), self.spec.replica).to_json())
             self.health.record(route="holder")
+
+    def release_route(self) -> None:
+        """Give this replica's route up, if this job still holds it."""
+        route = self.read_route() if self.spec.route_file else None
+        if route is not None and route.job_id == self.health.doc["job_id"]:
+            Path(self.spec.route_file).unlink(missing_ok=True)
+            self.health.record(route="")
 
     def retire_if_superseded(self) -> bool:
         """A newer serve job took the traffic: let this server drain, then end it."""
@@ -150,6 +160,7 @@ class Watcher(threading.Thread):
             if failures >= h.liveness_failures and not down:
                 down = True
                 reason = f"{failures} liveness probes failed: {v.detail}"
+                self.release_route()
                 self.health.record([v], phase="unhealthy", reason=reason)
                 if h.restart == "restart":
                     self.outcome = "unhealthy"

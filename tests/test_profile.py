@@ -58,7 +58,7 @@ def test_unknown_key_lists_valid_keys() -> None:
     assert str(err.value) == (
         "profile p.yaml: unknown key serve.tp_sise; valid keys here: cuda_graph, enable_attention_dp, enable_chunked_prefill, "
         "ep_size, extra_config, host, kv_cache, max_batch_size, max_num_tokens, moe_backend, mtp_layers, port, "
-        "prometheus_metrics, sparse_attention, stream_interval, tp_size, trust_remote_code"
+        "prometheus_metrics, replicas, sparse_attention, stream_interval, tp_size, trust_remote_code"
     )
 
 

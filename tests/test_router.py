@@ -1,5 +1,7 @@
-"""The router (jobs/router.py) against real HTTP upstreams on loopback: it follows the route file,
-sends a request again when its upstream refuses the connection, and never forwards control routes."""
+"""The router (jobs/router.py) against real HTTP upstreams on loopback: it follows the route files,
+spreads requests over replicas by requests in flight, takes a server that stops answering out of
+the rotation, sends a request again (elsewhere) when its upstream refuses the connection, and
+never forwards control routes."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -17,6 +20,7 @@ from aiohttp import web
 
 from glm5_hpc.domain.route import Route, may_claim, superseded
 from jobs import router
+from tests.conftest import eventually
 
 
 def free_port() -> int:
@@ -42,8 +46,14 @@ class Server(threading.Thread):
         self.loop.run_forever()
 
 
-def upstream(name: str) -> Server:
+def upstream(name: str, delay_s: float = 0.0, hung: threading.Event | None = None) -> Server:
+    """An upstream answering every request with its name, after delay_s; while `hung` is set,
+    /health never answers (a server that stopped responding)."""
+
     async def answer(request: web.Request) -> web.Response:
+        if hung is not None and hung.is_set() and request.path == "/health":
+            await asyncio.sleep(3600)
+        await asyncio.sleep(delay_s)
         return web.json_response({"served_by": name, "path": request.path, "body": (await request.read()).decode()})
 
     app = web.Application()
@@ -54,10 +64,14 @@ def upstream(name: str) -> Server:
     return server
 
 
-def set_route(path: Path, job_id: str, port: int) -> None:
+def set_route(path: Path, job_id: str, port: int, replica: int = 0) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(Route(job_id, f"http://127.0.0.1:{port}", time.time()).to_json()))
+    tmp.write_text(json.dumps(Route(job_id, f"http://127.0.0.1:{port}", time.time(), replica).to_json()))
     tmp.replace(path)
+
+
+def replicas_seen(url: str) -> dict[str, dict[str, object]]:
+    return {r["job_id"]: r for r in httpx.get(f"{url}/glm5_hpc/route").json()["replicas"]}
 
 
 @pytest.fixture
@@ -78,6 +92,36 @@ def test_follows_the_route_file(routed: tuple[str, Path]) -> None:
     set_route(route_file, "101", b.port)
     assert httpx.get(f"{url}/health").json()["served_by"] == "b"
     assert httpx.get(f"{url}/glm5_hpc/route").json()["job_id"] == "101"
+
+
+def test_requests_are_spread_over_replicas_by_requests_in_flight(routed: tuple[str, Path]) -> None:
+    url, route_file = routed
+    a, b = upstream("a", delay_s=0.5), upstream("b", delay_s=0.5)
+    set_route(route_file, "100", a.port)
+    set_route(route_file.with_name("route-r1.json"), "101", b.port, replica=1)
+    with ThreadPoolExecutor(8) as pool:
+        served = list(pool.map(lambda _: httpx.post(f"{url}/v1/completions", timeout=20).json()["served_by"], range(8)))
+    assert sorted(served) == ["a"] * 4 + ["b"] * 4  # each new request went to the replica with fewer in flight
+    seen = replicas_seen(url)
+    assert [(seen[j]["replica"], seen[j]["served"], seen[j]["in_flight"]) for j in ("100", "101")] == [(0, 4, 0), (1, 4, 0)]
+
+
+def test_a_replica_that_refuses_or_stops_answering_leaves_the_rotation(routed: tuple[str, Path]) -> None:
+    url, route_file = routed
+    hung = threading.Event()
+    a, b = upstream("a"), upstream("b", hung=hung)
+    set_route(route_file, "100", a.port)
+    set_route(route_file.with_name("route-r1.json"), "101", free_port(), replica=1)  # its node is gone: refused
+    assert {httpx.get(f"{url}/v1/models").json()["served_by"] for _ in range(6)} == {"a"}  # refused ones are sent again
+    assert replicas_seen(url)["101"]["up"] is False
+    set_route(route_file.with_name("route-r1.json"), "102", b.port, replica=1)  # a new job for replica 1
+    assert eventually(lambda: replicas_seen(url)["102"]["up"] is True)
+    assert {httpx.get(f"{url}/v1/models").json()["served_by"] for _ in range(6)} == {"a", "b"}
+    hung.set()  # b accepts connections but its /health never answers: the router's own check takes it out
+    assert eventually(lambda: replicas_seen(url)["102"]["up"] is False, timeout_s=5, interval_s=0.1)
+    assert {httpx.get(f"{url}/v1/models").json()["served_by"] for _ in range(6)} == {"a"}
+    hung.clear()
+    assert eventually(lambda: replicas_seen(url)["102"]["up"] is True, timeout_s=5, interval_s=0.1)  # back once it answers
 
 
 def test_a_refused_connection_waits_for_the_route_to_move(routed: tuple[str, Path]) -> None:

@@ -6,21 +6,30 @@ from __future__ import annotations
 from pathlib import Path, PurePath
 
 from glm5_hpc.adapters.files import read_json, read_json_list
-from glm5_hpc.domain.record import Handover, HealthDoc, Record, RouterDoc, Run, current_run, job_ids
+from glm5_hpc.domain.record import Handover, HealthDoc, Record, RouterDoc, Run, current_run, job_ids, live_replicas
 from glm5_hpc.domain.slurm_state import JobInfo
-from glm5_hpc.domain.status import OUTCOMES, RunFiles, failed_jobs, log_path, serve_chain
+from glm5_hpc.domain.status import OUTCOMES, ROUTER_STATS, RunFiles, failed_jobs, log_path, replica_chains
 
 
 def read_handovers(run: Run) -> list[Handover]:
     """The successors the run's serve jobs queued (they write the file; the record copies it)."""
-    if not run.get("handovers_file"):
-        return []
-    return [h for h in read_json_list(run["handovers_file"]) if h.get("job_id")]  # type: ignore[misc]
+    return _handovers(run.get("handovers_file", ""))
+
+
+def _handovers(path: str) -> list[Handover]:
+    return [h for h in read_json_list(path) if h.get("job_id")] if path else []  # type: ignore[misc]
+
+
+def read_replica_handovers(run: Run) -> dict[int, list[Handover]]:
+    """The successors each replica beyond the first queued (replica i: handovers-r<i>.json), every
+    replica the run ever had (scaled-down ones too: their jobs must still be found)."""
+    return {r["index"]: found for r in run.get("replicas", []) if (found := _handovers(r["handovers_file"]))}
 
 
 def run_job_ids(run: Run) -> list[str]:
     """The run's job ids with the successors its serve jobs queued (the record's copy may lag)."""
-    return job_ids(run) + [h["job_id"] for h in read_handovers(run)]
+    later = [h["job_id"] for hs in [read_handovers(run), *read_replica_handovers(run).values()] for h in hs]
+    return list(dict.fromkeys(job_ids(run) + later))
 
 
 def read_run_files(rec: Record) -> RunFiles:
@@ -31,16 +40,19 @@ def read_run_files(rec: Record) -> RunFiles:
     run = current_run(rec)
     if run is None:
         return RunFiles(router=where)
-    handovers = read_handovers(run)
+    files = RunFiles(handovers=read_handovers(run), replica_handovers=read_replica_handovers(run))
     health: dict[str, HealthDoc] = {}
-    for _, path in serve_chain(run, handovers):
-        if path and (doc := read_json(path)):
-            health[path] = doc  # type: ignore[assignment]
+    for chain in replica_chains(run, files).values():
+        for _, path in chain:
+            if path and (doc := read_json(path)):
+                health[path] = doc  # type: ignore[assignment]
     run_dir = run.get("run_dir", "")
     outcomes = {k: doc for k in OUTCOMES if k not in run and run_dir and (doc := read_json(Path(run_dir) / f"{k}.json"))}
-    return RunFiles(
-        handovers=handovers, health=health, route=read_json(run["route_file"]) if run.get("route_file") else {},
-        router=where, outcomes=outcomes, run_dir_missing=bool(run_dir) and not Path(run_dir).is_dir(),
+    routes = {r["index"]: read_json(r["route_file"]) for r in live_replicas(run) if run.get("route_file")}
+    stats = read_json(Path(router["router_file"]).with_name(ROUTER_STATS)) if router and router.get("router_file") else {}
+    return files._replace(
+        health=health, route=read_json(run["route_file"]) if run.get("route_file") else {}, router=where, outcomes=outcomes,
+        run_dir_missing=bool(run_dir) and not Path(run_dir).is_dir(), replica_routes=routes, router_stats=stats,
     )  # fmt: skip
 
 

@@ -6,25 +6,38 @@ serve job retires after draining (jobs/watcher.py), and anything of the old run 
 that is cancelled. If the new run fails, it is cancelled, moved out of the way (kept in the
 record under "failed_replacements", so no job id is lost) and the old run stays current: a
 failed new job never replaces a healthy old one.
+
+With several replicas (serve.replicas, or an old run that has them) the replacement rolls: the
+new run starts with replica 0 alone, and each further replica is submitted once the ones before
+it are healthy. Each new replica takes over its slot's route, so the old replica of that slot
+retires; at most one extra replica runs at any time, and no slot is ever without a healthy
+server. If a new replica fails, the new run is abandoned as above and each old slot whose server
+already retired gets a fresh serve job of the old run (recorded as a successor in its handovers
+file), which takes its route back once healthy.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 
 from glm5_hpc.adapters import slurm
+from glm5_hpc.adapters.files import read_json, read_json_list, write_json_atomic
 from glm5_hpc.adapters.resources import load_profile
-from glm5_hpc.adapters.run_files import read_run_files
+from glm5_hpc.adapters.run_files import read_handovers, read_replica_handovers, read_run_files, run_job_ids
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.cancel import cancel_live_jobs
 from glm5_hpc.app.record_repair import adopt_live_jobs
 from glm5_hpc.app.router_job import ensure_router
-from glm5_hpc.app.submit import check_secrets, submit_run
+from glm5_hpc.app.scale import add_replicas
+from glm5_hpc.app.submit import check_secrets, stage_submission, submit_replica, submit_run, with_replicas
 from glm5_hpc.app.waiting import WaitFailedError, wait
-from glm5_hpc.domain.record import Record, Run, current_run, job_ids, profile_of
-from glm5_hpc.domain.status import DeploymentStatus, status_of
-from glm5_hpc.errors import InputError, StateError
+from glm5_hpc.domain.names import SERVE
+from glm5_hpc.domain.plan import RunPaths
+from glm5_hpc.domain.record import Record, Run, current_run, job_ids, live_replicas, profile_of
+from glm5_hpc.domain.status import DeploymentStatus, RunFiles, queried_ids, replica_chains, status_of
+from glm5_hpc.errors import InputError, SlurmError, StateError
 
 RETIRE_MARGIN_S = 60.0  # beyond router.drain_s, for the old serve job to notice the move and end
 
@@ -54,37 +67,97 @@ def redeploy_no_downtime(
                 f"deployment {name!r} is not healthy now, so there is no downtime to avoid; use glm5_hpc redeploy {name}"
             )
         ensure_router(store, rec, profile, name, keep_route=True)
-        new = submit_run(store, rec, profile, name, from_stage=from_stage, skip_prepared=True)
+        replicas = profile.serve.replicas
+        rolling = replicas > 1 or bool(live_replicas(old))
+        new = submit_run(store, rec, with_replicas(profile, 1), name, from_stage=from_stage, skip_prepared=True)
         new["replaces"] = old["run_id"]
         store.save(rec)
-    report(f"new run {new['run_id']} submitted beside run {old['run_id']}, which keeps serving")
+    report(f"new run {new['run_id']} submitted beside run {old['run_id']}, which keeps serving"
+           + (f"; {replicas} replica(s), one at a time" if rolling else ""))  # fmt: skip
     try:
         st = wait(name, timeout_s, report)
-    except WaitFailedError as exc:
+        for index in range(1, replicas):
+            with store.locked(name):
+                rec = store.require(name)
+                run = _run(rec, new["run_id"])
+                if run is None:
+                    raise StateError(f"run {new['run_id']} left the record of {name!r} during the redeploy")
+                add_replicas(store, rec, run, profile, name, [index], report)
+            st = wait(name, timeout_s, report)
+    except (WaitFailedError, SlurmError) as exc:
         _abandon(store, name, new["run_id"], str(exc))
+        restored = _restore(store, name, old["run_id"], timeout_s, report) if rolling else ""
         raise WaitFailedError(
-            f"the new run {new['run_id']} did not become healthy ({exc}); it was cancelled and run {old['run_id']} keeps serving"
+            f"the new run {new['run_id']} did not become healthy ({exc}); it was cancelled and run {old['run_id']} "
+            f"keeps serving{restored}"
         ) from None
     except KeyboardInterrupt:  # the replacement is not wanted any more: the old run stays current
         report(f"interrupted: cancelling the new run {new['run_id']}; run {old['run_id']} keeps serving")
         _abandon(store, name, new["run_id"], "redeploy --no-downtime was interrupted")
+        if rolling:
+            _restore(store, name, old["run_id"], timeout_s, report)
         raise
     serve = st.stage("serve")
     report(f"traffic moved to job {serve.job_id if serve else '?'}; retiring run {old['run_id']}")
+    for r in live_replicas(old):  # slots the new run does not have: out of the rotation before they end
+        if r["index"] >= replicas:
+            Path(r["route_file"]).unlink(missing_ok=True)
     _retire(store, name, old["run_id"], profile.router.drain_s + RETIRE_MARGIN_S)
     return st
 
 
 def _abandon(store: Store, name: str, run_id: str, why: str) -> None:
+    """Cancel the replacement and keep it under failed_replacements. Routes its serve jobs already
+    hold (a rolling replacement's first replicas) are given up first and drained, so no request
+    in flight is cut off."""
     with store.locked(name):
         rec = store.require(name)
         run = _run(rec, run_id)
         if run is None:
             return
+        ids = set(run_job_ids(run))
+        held = [p for p in [run.get("route_file", ""), *(r["route_file"] for r in run.get("replicas", []))]
+                if p and read_json(p).get("job_id") in ids]  # fmt: skip
+        for path in held:
+            Path(path).unlink(missing_ok=True)
+        if held:
+            time.sleep(load_profile(run.get("profile_file") or profile_of(rec)).router.drain_s)
         cancel_live_jobs(store, rec, wait=True, run=run)
         rec["runs"].remove(run)
         rec.setdefault("failed_replacements", []).append({**run, "failure": why})
         store.save(rec)
+
+
+def _restore(store: Store, name: str, run_id: str, timeout_s: float | None, report: Callable[[str], None]) -> str:
+    """After a failed rolling replacement: give each slot of the (again current) old run whose
+    server has retired a fresh serve job of that run, and wait until the run is healthy again."""
+    with store.locked(name):
+        rec = store.require(name)
+        run = _run(rec, run_id)
+        if run is None:
+            return ""
+        profile = load_profile(profile_of(rec))
+        files = RunFiles(handovers=read_handovers(run), replica_handovers=read_replica_handovers(run))
+        infos = slurm.query(queried_ids(run, files))
+        paths = RunPaths(PurePosixPath(profile.work_dir), name, run_id)
+        sub = stage_submission(profile, name, run_id, paths, SERVE, profile.stages.serve, None)
+        entries = {0: run.get("handovers_file", "")} | {r["index"]: r["handovers_file"] for r in live_replicas(run)}
+        restored = []
+        for index, chain in replica_chains(run, files).items():
+            if not chain or any(infos.get(j) is not None and infos[j].live for j, _ in chain):
+                continue
+            job_id = submit_replica(profile, name, paths, sub, index)
+            entry = {"job_id": job_id, "after": chain[-1][0], "health_file": str(paths.replica_health_file(index))}
+            write_json_atomic(Path(entries[index]), [*read_json_list(entries[index]), entry])
+            report(f"replica {index} of run {run_id}: its server had retired; serve job {job_id} takes its place")
+            restored.append(job_id)
+    if not restored:
+        return ""
+    try:
+        wait(name, timeout_s, report)
+    except WaitFailedError as exc:
+        return f"; its retired replicas were resubmitted ({', '.join(restored)}) and did not become healthy: {exc}"
+    return f"; its retired replicas were resubmitted ({', '.join(restored)}) and serve again"
 
 
 def _retire(store: Store, name: str, run_id: str, grace_s: float) -> None:

@@ -10,7 +10,7 @@ from glm5_hpc.adapters.run_files import read_handovers, run_job_ids
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.record_repair import adopt_live_jobs
 from glm5_hpc.app.router_record import adopt_router
-from glm5_hpc.domain.record import Record, Run, all_runs, current_run, job_ids, new_outcomes, set_outcomes
+from glm5_hpc.domain.record import Record, Run, all_runs, current_run, new_outcomes, set_outcomes
 from glm5_hpc.domain.slurm_state import JobInfo
 from glm5_hpc.errors import SlurmError
 
@@ -27,7 +27,7 @@ def cancel_live_jobs(store: Store, rec: Record, wait: bool = False, run: Run | N
     cancelled: list[str] = []
     for _ in range(3):  # a serve job being cancelled may just have queued its successor: look again
         run["handovers"] = read_handovers(run) or run.get("handovers", [])
-        ids = job_ids(run)
+        ids = run_job_ids(run)
         live = [j.job_id for j in slurm.query(ids).values() if j.live and j.job_id not in cancelled]
         if not live:
             break

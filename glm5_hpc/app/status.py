@@ -12,8 +12,8 @@ from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.paced_query import PacedQuery
 from glm5_hpc.app.record_repair import absorb, repair_unlocked
 from glm5_hpc.app.router_record import router_id
-from glm5_hpc.domain.record import current_run, job_ids
-from glm5_hpc.domain.status import DeploymentStatus, health_hint, status_of, unreadable
+from glm5_hpc.domain.record import current_run
+from glm5_hpc.domain.status import DeploymentStatus, health_hint, queried_ids, status_of, unreadable
 from glm5_hpc.errors import InputError, StateError
 
 
@@ -33,7 +33,7 @@ def status(names: list[str] | None = None, store: Store | None = None, query: Pa
     for rec in recs:
         repair_unlocked(store, rec)
     files = [read_run_files(rec) for rec in recs]
-    ids = [j for rec, f in zip(recs, files, strict=True) for j in job_ids(current_run(rec)) + [h["job_id"] for h in f.handovers]]
+    ids = [j for rec, f in zip(recs, files, strict=True) for j in queried_ids(current_run(rec), f)]
     ids += [j for rec in recs if (j := router_id(rec))]
     if query is None:
         infos = slurm.query(ids)

@@ -29,8 +29,8 @@ from glm5_hpc.app.router_job import ensure_router
 from glm5_hpc.domain.model_prep import Edits
 from glm5_hpc.domain.names import BUILD, SERVE, STAGES, check_deployment_name, job_comment, job_name
 from glm5_hpc.domain.plan import RunPaths, StagePlan, plan_chain, wheel_key
-from glm5_hpc.domain.profile import Profile
-from glm5_hpc.domain.record import Record, Run, new_record, profile_of
+from glm5_hpc.domain.profile import Profile, StageResources
+from glm5_hpc.domain.record import Record, Replica, Run, new_record, profile_of
 from glm5_hpc.domain.render import RenderContext, render_run
 from glm5_hpc.domain.watch import WatchSpec
 from glm5_hpc.errors import InputError, LiveJobsError, SlurmError
@@ -91,8 +91,19 @@ def check_secrets(profile: Profile) -> None:
     check_env_secrets(sources)
 
 
+def with_replicas(profile: Profile, replicas: int | None) -> Profile:
+    """The profile with serve.replicas set (submit --replicas, scale)."""
+    if replicas is None or replicas == profile.serve.replicas:
+        return profile
+    if replicas > 1 and not profile.router.enabled:
+        raise InputError(f"{replicas} replicas need router.enabled in {profile.source or profile.name}: the router is the "
+                         "one endpoint that spreads requests over them")  # fmt: skip
+    return profile.model_copy(update={"serve": profile.serve.model_copy(update={"replicas": replicas})})
+
+
 def submit(profile: Profile, name: str, store: Store | None = None, rebuild: bool = False) -> Run:
-    """Submit prep-model -> [build-wheel] -> serve for a deployment with nothing running."""
+    """Submit prep-model -> [build-wheel] -> serve for a deployment with nothing running (the serve
+    stage once per replica)."""
     check_secrets(profile)
     store = store or Store()
     with store.locked(name):
@@ -140,6 +151,8 @@ def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_sta
         "stages": [{"stage": s.stage, "job_id": None, "skipped": s.skipped} for s in prepared.plan if s.skipped],
         "submission": "in progress",
     }  # fmt: skip
+    if profile.serve.replicas > 1:
+        run["replicas"] = [replica_entry(paths, i) for i in range(1, profile.serve.replicas)]
     rec["profile"] = profile.name
     rec["runs"].append(run)
     store.save(rec)  # intent before action: the run id is on disk before any sbatch
@@ -149,27 +162,21 @@ def _submit_run(store: Store, rec: Record, profile: Profile, name: str, from_sta
             if step.skipped:
                 continue
             assert step.resources is not None
-            res = step.resources
             serve = step.stage == SERVE
-            at_limit = serve and profile.handover.mode == "requeue"
-            sub = slurm.Submission(
-                folder=Path(paths.slurm_logs), job_name=job_name(name, step.stage), comment=job_comment(name, run_id),
-                partition=res.partition, time_minutes=res.time_minutes, cpus=res.cpus, mem=res.mem, gres=res.gres,
-                account=profile.slurm.account, qos=profile.slurm.qos,
-                after_ok=submitted[step.after] if step.after else None,
-                requeue=serve and (profile.health.restart == "restart" or at_limit),
-                nodelist=res.nodelist, exclude=res.exclude,
-            )  # fmt: skip
-            watch = _watch_spec(profile, name, paths) if serve else None
-            sources = dict(profile.container.secrets) if serve else None  # where to read them, not their values
-            handover = None
-            if serve and profile.handover.mode == "overlap":  # the successor starts without waiting for this chain
-                handover = HandoverPlan(sub._replace(after_ok=None), profile.handover.lead_s, str(paths.handovers_file))
-            script = str(paths.scripts / f"{step.stage}.sh")
-            job_id = slurm.submit(sub, run_stage, step.stage, script, watch, sources, handover)
+            after_ok = submitted[step.after] if step.after else None
+            sub = stage_submission(profile, name, run_id, paths, step.stage, step.resources, after_ok)
+            if serve:
+                job_id = submit_replica(profile, name, paths, sub, 0)
+            else:
+                job_id = slurm.submit(sub, run_stage, step.stage, str(paths.scripts / f"{step.stage}.sh"))
             submitted[step.stage] = job_id
             run["stages"].append({"stage": step.stage, "job_id": job_id})
             store.save(rec)
+            for replica in run.get("replicas", []) if serve else []:
+                replica["job_id"] = submitted[f"replica {replica['index']}"] = submit_replica(
+                    profile, name, paths, sub, replica["index"]
+                )
+                store.save(rec)
     except SlurmError as exc:
         slurm.cancel(list(submitted.values()))
         run["submission"] = f"aborted: sbatch failed, cancelled {sorted(submitted.values())}: {exc}"
@@ -191,12 +198,43 @@ def _write_run_dir(paths: RunPaths, rendered: dict[str, str]) -> None:
         write_atomic(scripts / fname, text.encode(), mode)
 
 
-def _watch_spec(profile: Profile, name: str, paths: RunPaths) -> WatchSpec:
+def replica_entry(paths: RunPaths, index: int) -> Replica:
+    return {
+        "index": index, "job_id": None, "health_file": str(paths.replica_health_file(index)),
+        "handovers_file": str(paths.replica_handovers_file(index)), "route_file": str(paths.replica_route_file(index)),
+    }  # fmt: skip
+
+
+def stage_submission(profile: Profile, name: str, run_id: str, paths: RunPaths, stage: str, res: StageResources,
+                     after_ok: str | None) -> slurm.Submission:  # fmt: skip
+    """A stage's sbatch settings. Serve jobs are requeueable with the restart policy or requeue handovers."""
+    serve = stage == SERVE
+    return slurm.Submission(
+        folder=Path(paths.slurm_logs), job_name=job_name(name, stage), comment=job_comment(name, run_id),
+        partition=res.partition, time_minutes=res.time_minutes, cpus=res.cpus, mem=res.mem, gres=res.gres,
+        account=profile.slurm.account, qos=profile.slurm.qos, after_ok=after_ok,
+        requeue=serve and (profile.health.restart == "restart" or profile.handover.mode == "requeue"),
+        nodelist=res.nodelist, exclude=res.exclude,
+    )  # fmt: skip
+
+
+def submit_replica(profile: Profile, name: str, paths: RunPaths, sub: slurm.Submission, replica: int) -> str:
+    """sbatch one serve job: replica `replica` of the run, with its own health, handover and route files."""
+    watch = _watch_spec(profile, name, paths, replica)
+    handover = None
+    if profile.handover.mode == "overlap":  # the successor starts without waiting for this chain
+        handover = HandoverPlan(sub._replace(after_ok=None), profile.handover.lead_s, str(paths.replica_handovers_file(replica)))
+    sources = dict(profile.container.secrets)  # where to read them, not their values
+    return slurm.submit(sub, run_stage, SERVE, str(paths.scripts / f"{SERVE}.sh"), watch, sources, handover)
+
+
+def _watch_spec(profile: Profile, name: str, paths: RunPaths, replica: int = 0) -> WatchSpec:
     return WatchSpec(
-        health_file=str(paths.health_file), container_binary=profile.container.binary,
+        health_file=str(paths.replica_health_file(replica)), container_binary=profile.container.binary,
         container_prefix=job_name(name, SERVE), network=profile.container.network,
         bind_host=str(profile.serve.host), port=profile.serve.port, model_id=profile.model_path.name,
         health=profile.health, publish=profile.container.publish, gateway=profile.gateway,
-        route_file=str(paths.route_file) if profile.router.enabled else "", drain_s=profile.router.drain_s,
+        route_file=str(paths.replica_route_file(replica)) if profile.router.enabled else "", drain_s=profile.router.drain_s,
+        replica=replica,
         requeue_lead_s=profile.handover.lead_s if profile.handover.mode == "requeue" else 0,
     )  # fmt: skip

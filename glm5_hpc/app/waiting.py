@@ -14,8 +14,8 @@ from glm5_hpc.adapters.run_files import log_tail, read_run_files, with_log_tails
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.paced_query import PacedQuery
 from glm5_hpc.domain.names import SERVE
-from glm5_hpc.domain.record import current_run, empty_run, job_ids
-from glm5_hpc.domain.status import DeploymentStatus, health_hint, log_path, status_of
+from glm5_hpc.domain.record import current_run, empty_run
+from glm5_hpc.domain.status import DeploymentStatus, health_hint, log_path, queried_ids, status_of
 from glm5_hpc.errors import Glm5Error
 
 
@@ -41,12 +41,16 @@ def wait(
 
     while True:
         files = read_run_files(rec)
-        infos = query(job_ids(run) + [h["job_id"] for h in files.handovers], health_hint(run, files))
+        infos = query(queried_ids(run, files), health_hint(run, files))
         st = status_of(rec, infos, with_log_tails(files, rec, infos))
         for s in st.stages:
             where = f" job {s.job_id}" + (f" on {s.node}" if s.node else "") if s.job_id else ""
             why = f" ({s.reason})" if s.reason and s.state != "RUNNING" else ""
             show(s.stage, f"{s.stage}: {s.state}{why}{where}")
+        for r in st.replicas[1:]:
+            where = f" job {r.job_id}" + (f" on {r.node}" if r.node else "") if r.job_id else ""
+            health = f", {r.phase}" if r.state == "RUNNING" else ""
+            show(f"replica {r.replica}", f"replica {r.replica}: {r.state}{where}{health}")
         serve = st.stage(SERVE)
         if serve is not None and serve.state == "RUNNING":
             show("health", f"server: {st.phase}" + (f" at {st.endpoint}" if st.endpoint else ""))

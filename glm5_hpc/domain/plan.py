@@ -41,6 +41,16 @@ class RunPaths:
         """Which serve job the router forwards to; written by serve jobs, across runs."""
         return self.deployment_dir / "route.json"
 
+    def replica_route_file(self, replica: int) -> PurePosixPath:
+        """Replica 0's route is route.json; replica i's is route-r<i>.json, beside it (the router reads them all)."""
+        return self.route_file if replica == 0 else self.deployment_dir / f"route-r{replica}.json"
+
+    def replica_health_file(self, replica: int) -> PurePosixPath:
+        return self.health_file if replica == 0 else self.run_dir / f"health-r{replica}.json"
+
+    def replica_handovers_file(self, replica: int) -> PurePosixPath:
+        return self.handovers_file if replica == 0 else self.run_dir / f"handovers-r{replica}.json"
+
     @property
     def router_file(self) -> PurePosixPath:
         """Where the router job listens; written by the router job."""

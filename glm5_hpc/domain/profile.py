@@ -25,6 +25,7 @@ _MEM = re.compile(r"^\d+[KMGT]?$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _FLAG = re.compile(r"^[A-Za-z0-9_.,:=/@+%-]{1,512}$")
 _HOST = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
+MAX_REPLICAS = 32  # serve.replicas, submit --replicas, scale --replicas
 _CUDA_ARCH = re.compile(r"^[0-9a-z;-]{1,64}$")
 _NODES = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,\[\]-]{0,511}$")
 
@@ -262,6 +263,8 @@ def _extra_keys(extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class Serve(_Strict):
+    # copies of the server, each its own serve job on its own node(s), behind the router (router.enabled)
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     tp_size: int = Field(default=8, ge=1, le=64)
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_num_tokens: int = Field(default=8192, ge=1)
@@ -417,6 +420,11 @@ class Profile(_Strict):
                 f"router.enabled: the router job runs on another node than the serve job and could not reach its "
                 f"endpoint ({unreachable}); set serve.host: 0.0.0.0 with container.network host, or container.publish: "
                 "true with the bridge network, or gateway.enabled (its gateway.host is what the router reaches)"
+            )
+        if self.serve.replicas > 1 and not self.router.enabled:
+            raise ValueError(
+                f"serve.replicas {self.serve.replicas} needs router.enabled: the router is the one endpoint that spreads "
+                "requests over the replicas"
             )
         if self.handover.mode == "overlap" and not self.router.enabled:
             raise ValueError("handover.mode overlap needs router.enabled (clients follow the handover through the router)")

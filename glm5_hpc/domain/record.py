@@ -8,6 +8,8 @@ Schema history (`migrate` upgrades on read; the next save writes the current sch
   1  the first schema.
   2  a run may hold `adopted` (jobs found by their comment that no stage accounts for) and
      `replaces` (redeploy --no-downtime); `stages`, `planned` and `handovers` are always present.
+  3  a run may hold `replicas`: the serve jobs of replicas 1 .. N-1 (replica 0 is the serve stage).
+     A glm5_hpc that reads only schema 2 would not see their jobs, so it refuses the record.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, NotRequired, TypedDict
 
 from glm5_hpc.domain.slurm_state import JobInfo
 
-SCHEMA = 2
+SCHEMA = 3
 
 
 class Outcome(TypedDict):
@@ -44,6 +46,18 @@ class Handover(TypedDict):
     generation: NotRequired[int]
     begin_at: NotRequired[float]
     health_file: NotRequired[str]
+
+
+class Replica(TypedDict):
+    """A copy of the server beyond the first (serve.replicas): its own serve job, health file,
+    handovers and route file. Replica 0 is the run's serve stage with the run's own files."""
+
+    index: int
+    job_id: str | None  # None: planned, its sbatch not returned yet
+    health_file: str
+    handovers_file: str
+    route_file: str
+    removed_at: NotRequired[float]  # glm5_hpc scale took it out (its jobs cancelled after draining)
 
 
 class AdoptedJob(TypedDict):
@@ -90,6 +104,7 @@ class Run(TypedDict):
     replaces: NotRequired[str]  # the run this one replaces without downtime
     failure: NotRequired[str]  # in failed_replacements: why it was abandoned
     cleaned_at: NotRequired[float]  # glm5_hpc cleanup removed its directory
+    replicas: NotRequired[list[Replica]]  # replicas 1 .. N-1, in order (schema 3)
 
 
 class RouterEntry(TypedDict):
@@ -203,8 +218,14 @@ def job_ids(run: Run | None) -> list[str]:
     return (
         [j for s in run["stages"] if (j := s.get("job_id"))]
         + [h["job_id"] for h in run.get("handovers", [])]
+        + [j for r in run.get("replicas", []) if (j := r["job_id"])]
         + [a["job_id"] for a in run.get("adopted", [])]
     )
+
+
+def live_replicas(run: Run) -> list[Replica]:
+    """Replicas 1 .. N-1 that scale has not taken out."""
+    return [r for r in run.get("replicas", []) if "removed_at" not in r]
 
 
 def missing_stages(run: Run) -> list[str]:

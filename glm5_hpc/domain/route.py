@@ -1,6 +1,8 @@
 """The route: which serve job of a deployment takes its traffic. Pure.
 
-A serve job claims the route when it is healthy by the full probe ladder, and only if it is
+Each replica of a deployment (serve.replicas) has its own route: route.json for replica 0,
+route-r<i>.json for replica i; the router spreads requests over the routes it finds.
+A serve job claims its replica's route when it is healthy by the full probe ladder, and only if it is
 newer than the current holder: Slurm job ids grow with submission order, so a handover successor
 or a redeployed job takes over from its predecessor, and a predecessor recovering from a restart
 never takes the traffic back. A job whose route has moved to a newer job retires.
@@ -8,6 +10,7 @@ never takes the traffic back. A job whose route has moved to a newer job retires
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,6 +20,7 @@ class Route:
     job_id: str
     url: str
     at: float
+    replica: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -24,9 +28,12 @@ class Route:
 
 def parse_route(doc: dict[str, Any]) -> Route | None:
     try:
-        return Route(str(doc["job_id"]), str(doc["url"]), float(doc["at"]))
+        return Route(str(doc["job_id"]), str(doc["url"]), float(doc["at"]), int(doc.get("replica", 0)))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+ROUTE_FILE = re.compile(r"^route(?:-r(\d+))?\.json$")  # route.json, route-r1.json ... in the deployment's directory
 
 
 def _order(job_id: str) -> tuple[int, str]:

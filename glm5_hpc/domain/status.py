@@ -11,10 +11,22 @@ from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
 from glm5_hpc.domain.names import SERVE, STAGES
-from glm5_hpc.domain.record import Handover, HealthDoc, Record, RouterDoc, Run, all_runs, current_run, empty_run
-from glm5_hpc.domain.slurm_state import FAILED, UNKNOWN, JobInfo
+from glm5_hpc.domain.record import (
+    Handover,
+    HealthDoc,
+    Record,
+    RouterDoc,
+    Run,
+    all_runs,
+    current_run,
+    empty_run,
+    job_ids,
+    live_replicas,
+)
+from glm5_hpc.domain.slurm_state import FAILED, TERMINAL, UNKNOWN, JobInfo
 
 OUTCOMES = ("prep", "image", "flashinfer")  # JSON files the stages write into the run dir
+ROUTER_STATS = "router-stats.json"  # beside router.json: the router's counts per serve job
 
 
 class Phase(StrEnum):
@@ -53,6 +65,24 @@ class RunFiles(NamedTuple):
     outcomes: dict[str, dict[str, Any]] = {}  # noqa: RUF012 - prep/image/flashinfer.json not yet in the record
     run_dir_missing: bool = False
     log_tails: dict[str, str] = {}  # noqa: RUF012 - job id -> last lines, for the stages that failed
+    replica_handovers: dict[int, list[Handover]] = {}  # noqa: RUF012 - replica i >= 1 -> its handovers-r<i>.json
+    replica_routes: dict[int, dict[str, Any]] = {}  # noqa: RUF012 - replica i >= 1 -> its route-r<i>.json
+    router_stats: dict[str, Any] = {}  # noqa: RUF012 - router-stats.json: requests in flight and served per serve job
+
+
+class ReplicaStatus(NamedTuple):
+    """One copy of the server (serve.replicas): the serve job speaking for it now."""
+
+    replica: int
+    job_id: str | None
+    state: str
+    node: str = ""
+    endpoint: str | None = None
+    phase: str = "waiting"
+    healthy: bool = False
+    reason: str = ""
+    in_flight: int | None = None  # as the router last counted (None: no router, or it has not seen this job)
+    served: int | None = None
 
 
 class StageStatus(NamedTuple):
@@ -99,11 +129,12 @@ class DeploymentStatus:
     replaces: str = ""  # the run this run is replacing without downtime (redeploy --no-downtime)
     handovers: int = 0  # serve jobs that took over from this run's first one
     next_serve: str = ""  # a queued successor: "job N, PENDING (BeginTime)"
+    replicas: list[ReplicaStatus]  # every copy of the server, replica 0 (the serve stage) first
     FIELDS = tuple(__annotations__)  # the JSON document's keys, in this order
 
     def __init__(self, name: str, profile: str, run_id: str, stages: list[StageStatus], **fields: Any) -> None:
         self.name, self.profile, self.run_id, self.stages = name, profile, run_id, stages
-        self.last_probe, self.recipe, self.health_history = {}, {}, []
+        self.last_probe, self.recipe, self.health_history, self.replicas = {}, {}, [], []
         for key, value in fields.items():
             if key not in self.FIELDS[4:]:
                 raise TypeError(f"DeploymentStatus has no field {key!r}")
@@ -120,13 +151,14 @@ class DeploymentStatus:
 
     def to_json(self) -> dict[str, Any]:
         doc = {key: getattr(self, key) for key in self.FIELDS}
-        return {**doc, "stages": [s._asdict() for s in self.stages]}
+        return {**doc, "stages": [s._asdict() for s in self.stages], "replicas": [r._asdict() for r in self.replicas]}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> DeploymentStatus:
         """Back from `to_json` (what `glm5_hpc status --json` prints on a login node)."""
         stages = [StageStatus(**s) for s in doc["stages"]]
         fields = {k: v for k, v in doc.items() if k in cls.FIELDS[4:]}
+        fields["replicas"] = [ReplicaStatus(**r) for r in doc.get("replicas", [])]
         return cls(doc["name"], doc["profile"], doc["run_id"], stages, **{**fields, "phase": Phase.of(doc.get("phase"))})
 
 
@@ -142,14 +174,31 @@ def serve_chain(run: Run, handovers: list[Handover] | None = None) -> list[tuple
     return chain + [(h["job_id"], h.get("health_file", "")) for h in (handovers or run["handovers"])]
 
 
+def replica_chains(run: Run, files: RunFiles) -> dict[int, list[tuple[str, str]]]:
+    """serve_chain of every live replica: replica 0 (the serve stage) and each of live_replicas(run)."""
+    chains = {0: serve_chain(run, files.handovers)}
+    for r in live_replicas(run):
+        first = [(r["job_id"], r["health_file"])] if r["job_id"] else []
+        later = files.replica_handovers.get(r["index"], [])
+        chains[r["index"]] = first + [(h["job_id"], h.get("health_file", "")) for h in later]
+    return chains
+
+
+def queried_ids(run: Run | None, files: RunFiles) -> list[str]:
+    """The job ids a refresh asks Slurm about: the run's, and every successor its serve jobs queued."""
+    later = [h["job_id"] for hs in [files.handovers, *files.replica_handovers.values()] for h in hs]
+    return list(dict.fromkeys(job_ids(run) + later))
+
+
 def health_hint(run: Run, files: RunFiles) -> tuple[Any, ...]:
     """The health phases of the run's serve jobs: when one changes, Slurm is worth asking again."""
-    return tuple(files.health.get(h, {}).get("phase") for _, h in serve_chain(run, files.handovers))
+    return tuple(files.health.get(h, {}).get("phase") for chain in replica_chains(run, files).values() for _, h in chain)
 
 
 def current_serve(chain: list[tuple[str, str]], infos: dict[str, JobInfo], holder: str | None) -> tuple[str, str] | None:
     """The serve job that speaks for the run: the route holder while it runs, else the newest
-    job that has started, else the first."""
+    job that has started (unless it has ended and a job queued after it will take over: a
+    handover successor, or a fresh job after a rolled-back replacement), else the first."""
     if not chain:
         return None
     state = {j: infos.get(j, JobInfo(j, UNKNOWN)).state for j, _ in chain}
@@ -157,7 +206,12 @@ def current_serve(chain: list[tuple[str, str]], infos: dict[str, JobInfo], holde
         if job == holder and state[job] == "RUNNING":
             return job, health
     started = [(j, h) for j, h in chain if state[j] not in ("PENDING", UNKNOWN)]
-    return started[-1] if started else chain[0]
+    if not started:
+        return chain[0]
+    after = chain[chain.index(started[-1]) + 1 :]
+    if state[started[-1][0]] in TERMINAL and after:  # it ended, and a job queued after it will take over
+        return after[0]
+    return started[-1]
 
 
 def log_path(logs: str, job_id: str | None) -> PurePosixPath | None:
@@ -178,6 +232,13 @@ def failure(st: DeploymentStatus, files: RunFiles) -> str:
             return f"stage {s.stage} (job {s.job_id}) ended {s.state}, exit code {s.exit_code or '?'}{more}"
         if s.reason == "DependencyNeverSatisfied":
             return f"stage {s.stage} (job {s.job_id}) can never start: DependencyNeverSatisfied"
+    for r in st.replicas[1:]:
+        if r.state in FAILED or r.phase in ("unhealthy", "failed"):
+            return (
+                f"replica {r.replica} (serve job {r.job_id}) is {r.state if r.state in FAILED else r.phase}: {r.reason}".rstrip(
+                    ": "
+                )
+            )
     serve = st.stage(SERVE)
     if serve and serve.state == "COMPLETED":
         return f"serve job {serve.job_id} ended: {st.health_reason or 'the server exited'}"
@@ -222,8 +283,41 @@ def status_of(rec: Record, infos: dict[str, JobInfo], files: RunFiles) -> Deploy
         st.next_serve = f"job {info.job_id}, PENDING ({info.reason or 'queued'})"
     if holder and holder not in (j for j, _ in chain):
         st.route_run = next((r["run_id"] for r in all_runs(rec) if holder in (j for j, _ in serve_chain(r))), "?")
+    st.replicas = _replicas(st, run, files, infos)
+    if len(st.replicas) > 1:
+        st.healthy = all(r.healthy for r in st.replicas)
     st.failure = failure(st, files)
     return st
+
+
+def _replicas(st: DeploymentStatus, run: Run, files: RunFiles, infos: dict[str, JobInfo]) -> list[ReplicaStatus]:
+    """Every replica's speaking serve job, its health, and the router's counts for it."""
+    counts = {str(u.get("job_id")): u for u in files.router_stats.get("replicas", []) if isinstance(u, dict)}
+    serve = st.stage(SERVE)
+    found = []
+    if serve is not None:
+        found.append(ReplicaStatus(0, serve.job_id, serve.state, serve.node, st.endpoint, st.phase, st.healthy, st.health_reason))
+    for index, chain in replica_chains(run, files).items():
+        if index == 0:
+            continue
+        holder = files.replica_routes.get(index, {}).get("job_id")
+        speaking = current_serve(chain, infos, holder)
+        if speaking is None:
+            found.append(ReplicaStatus(index, None, "PENDING", reason="not submitted yet"))
+            continue
+        job, health_file = speaking
+        info = infos.get(job, JobInfo(job, UNKNOWN))
+        health = files.health.get(health_file, {}) if health_file else {}
+        mine = bool(health) and health.get("job_id") == job
+        phase, endpoint, reason = Phase.WAITING, None, ""
+        if info.state == "RUNNING" and mine:
+            phase, endpoint = Phase.of(health.get("phase", "waiting")), health.get("endpoint")
+            reason = str(health.get("reason", ""))
+        elif info.state not in ("PENDING", "RUNNING", UNKNOWN):
+            phase, reason = Phase.ENDED, str(health.get("reason", "")) if mine else ""
+        found.append(ReplicaStatus(index, job, info.state, info.node, endpoint, phase, phase is Phase.READY, reason))
+    return [r._replace(in_flight=c.get("in_flight"), served=c.get("served")) if (c := counts.get(r.job_id or "")) else r
+            for r in found]  # fmt: skip
 
 
 def _health_fields(st: DeploymentStatus, health: HealthDoc) -> None:

@@ -22,4 +22,5 @@ class WatchSpec:
     public_url: str = ""  # set by the serve job when a gateway fronts the server: what users reach
     route_file: str = ""  # with a router: claimed once healthy; the job retires when a newer job claims it
     drain_s: float = 10  # after the route moved, the server keeps answering what it holds this long
+    replica: int = 0  # which copy of the server this job is (serve.replicas); each has its own route and health files
     requeue_lead_s: float = 0  # handover.mode requeue: requeue the job this long before its limit (then requeues are expected)

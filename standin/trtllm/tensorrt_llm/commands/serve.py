@@ -8,6 +8,12 @@ recipe step was done, and with repetitive gibberish otherwise.
 Environment knobs (test equipment only):
   GLM5_STANDIN_LOAD_S         seconds of "model load" before warmup (default 3)
   GLM5_STANDIN_WARMUP_STEP_S  seconds per warmup batch size (default 0.01)
+  Serving capacity (all 0 by default: answers at once). At most --max_batch_size sequences run at
+  once; more requests wait in a queue. A request takes PREFILL_S per prompt word, then
+  DECODE_S per output token, each step longer by DECODE_GROWTH for every other running sequence:
+  GLM5_STANDIN_PREFILL_S      seconds per prompt word (default 0)
+  GLM5_STANDIN_DECODE_S       seconds per output token of a sequence running alone (default 0)
+  GLM5_STANDIN_DECODE_GROWTH  added to the decode step, as a fraction, per other running sequence (default 0)
   GLM5_STANDIN_FAULT          one failure mode (default: none):
                               crash_after_ready:S  exit 134 S seconds after startup completes
                               hang_after_ready:S   accept connections but never answer, from S seconds after startup
@@ -121,11 +127,39 @@ def complete(prompt: str, max_tokens: int, coherent: bool) -> str:
     return " ".join(text.split(" ")[: max_tokens + 1])
 
 
+class Engine:
+    """The serving capacity: a batch of at most max_batch_size sequences, a queue beyond it."""
+
+    def __init__(self, max_batch_size: int) -> None:
+        self.slots = threading.BoundedSemaphore(max_batch_size)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.prefill_s = float(os.environ.get("GLM5_STANDIN_PREFILL_S", "0"))
+        self.decode_s = float(os.environ.get("GLM5_STANDIN_DECODE_S", "0"))
+        self.growth = float(os.environ.get("GLM5_STANDIN_DECODE_GROWTH", "0"))
+
+    def generate(self, prompt: str, tokens: int) -> None:
+        """Hold a batch slot for as long as the prompt's prefill and `tokens` decode steps take."""
+        if not (self.prefill_s or self.decode_s):
+            return
+        with self.slots:
+            with self.lock:
+                self.running += 1
+            try:
+                time.sleep(self.prefill_s * len(prompt.split()))
+                for _ in range(tokens):
+                    time.sleep(self.decode_s * (1 + self.growth * (self.running - 1)))
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+
 class State:
-    def __init__(self, model_id: str, coherent: bool, fault: str) -> None:
+    def __init__(self, model_id: str, coherent: bool, fault: str, engine: Engine) -> None:
         self.model_id = model_id
         self.coherent = coherent
         self.fault = fault
+        self.engine = engine
         self.ready_at = time.monotonic()
 
     def hanging(self) -> bool:
@@ -193,6 +227,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             max_tokens = int(req.get("max_tokens") or 16)
             now = int(time.time())
             if self.path == "/v1/completions":
+                state.engine.generate(str(req.get("prompt", "")), max_tokens)
                 text = complete(str(req.get("prompt", "")), max_tokens, state.coherent)
                 self.send(
                     200,
@@ -206,6 +241,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 )
             elif self.path == "/v1/chat/completions":
                 msgs = req.get("messages") or [{}]
+                state.engine.generate(" ".join(str(m.get("content", "")) for m in msgs), max_tokens)
                 text = complete(str(msgs[-1].get("content", "")), max_tokens, state.coherent)
                 choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
                 self.send(
@@ -247,7 +283,7 @@ def serve(args: argparse.Namespace) -> int:
     for p in problems:
         log(f"WARNING (simulated numerics): {p}")
     fault = os.environ.get("GLM5_STANDIN_FAULT", "")
-    state = State(model.name, coherent=not problems, fault=fault)
+    state = State(model.name, coherent=not problems, fault=fault, engine=Engine(args.max_batch_size))
     if fault:
         log(f"fault injected: {fault}")
     httpd = ThreadingHTTPServer((args.host, args.port), make_handler(state))
