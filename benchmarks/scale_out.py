@@ -3,10 +3,10 @@
 1. throughput of a deployment with 1 and with 2 replicas (8-GPU serve jobs on the two GPU nodes
    of the local cluster's test instance), through its router, with the stand-in given a serving
    capacity (at most 4 sequences at once, 10 ms per output token, a queue beyond);
-2. the router (jobs/router.py) against nginx (Debian's nginx-light) configured as the equivalent
-   reverse proxy, both in front of the same upstream on loopback: the latency each adds to a
-   request (p50, p99, one connection) and the most requests per second each carries (64
-   connections), measured with wrk.
+2. the router (jobs/router.py, with each engine: python, and nginx driven by the router) against
+   plain nginx (Debian's nginx-light) configured as the equivalent reverse proxy, all in front of
+   the same upstream on loopback: the latency each adds to a request (p50, p99, one connection)
+   and the most requests per second each carries (64 connections), measured with wrk.
 
     .venv/bin/python benchmarks/scale_out.py [--seconds 20]
 
@@ -19,6 +19,7 @@ import argparse
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ MODEL = "GLM-5-nvfp4-v1"
 CAPACITY = {"GLM5_STANDIN_DECODE_S": "0.01", "GLM5_STANDIN_DECODE_GROWTH": "0.05"}
 MAX_TOKENS = 32
 CLIENTS = 16
+ROUNDS = 3  # proxy measurements: the median of this many interleaved rounds
 
 
 def throughput(root: Path, replicas: int, seconds: float) -> dict[str, Any]:
@@ -108,31 +110,36 @@ def wrk(url: str, connections: int, seconds: float) -> dict[str, float]:
 
 
 def proxies(root: Path, seconds: float) -> dict[str, dict[str, float]]:
-    upstream, nginx_port, router_port = 18997, 18998, 18999
+    upstream, nginx_port, router_port, engine_port = 18997, 18998, 18999, 18994
     (root / "nginx.conf").write_text(NGINX_CONF.format(root=root, upstream=upstream, proxy=nginx_port))
     nginx = subprocess.Popen(["nginx", "-c", str(root / "nginx.conf"), "-g", "daemon off;"])
     route = root / "route" / "route.json"
     route.parent.mkdir()
     route.write_text(json.dumps({"job_id": "1", "url": f"http://127.0.0.1:{upstream}", "at": time.time()}))
     code = (
-        "from pathlib import Path; from aiohttp import web; from jobs.router import make_app; "
-        f"web.run_app(make_app(Path({str(route)!r})), host='127.0.0.1', port={router_port}, print=None, access_log=None)"
+        "from pathlib import Path; import uvloop; from aiohttp import web; from jobs.router import make_app; "
+        f"web.run_app(make_app(Path({str(route)!r})), host='127.0.0.1', port={router_port}, print=None, access_log=None, "
+        "loop=uvloop.new_event_loop())"
     )
     router = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    engine = (f"from jobs.router import run_router; run_router({str(route)!r}, {str(root / 'router.json')!r}, '127.0.0.1', "
+              f"{engine_port}, 'nginx', 'nginx', 1)")  # fmt: skip
+    nginx_engine = subprocess.Popen([sys.executable, "-c", engine], cwd=REPO)
     try:
-        time.sleep(2)
-        found = {}
-        for label, port in (("direct to the server", upstream), ("glm5_hpc router", router_port), ("nginx", nginx_port)):
-            url = f"http://127.0.0.1:{port}/v1/models"
-            one = wrk(url, 1, seconds)
-            many = wrk(url, 64, seconds)
-            found[label] = {"p50": one["p50"], "p99": one["p99"], "rps": many["rps"]}
-        return found
+        time.sleep(3)
+        paths = (("direct to the server", upstream), ("glm5_hpc router (engine python)", router_port),
+                 ("glm5_hpc router (engine nginx)", engine_port), ("plain nginx", nginx_port))  # fmt: skip
+        rounds: dict[str, list[dict[str, float]]] = {label: [] for label, _ in paths}
+        for _ in range(ROUNDS):  # interleaved, so a slow moment of the machine does not fall on one path only
+            for label, port in paths:
+                url = f"http://127.0.0.1:{port}/v1/models"
+                one, many = wrk(url, 1, seconds), wrk(url, 64, seconds)
+                rounds[label].append({"p50": one["p50"], "p99": one["p99"], "rps": many["rps"]})
+        return {label: {k: statistics.median(r[k] for r in rs) for k in ("p50", "p99", "rps")} for label, rs in rounds.items()}
     finally:
-        router.terminate()
-        nginx.terminate()
-        router.wait()
-        nginx.wait()
+        for proc in (router, nginx_engine, nginx):
+            proc.terminate()
+            proc.wait()
 
 
 def main() -> None:
@@ -149,9 +156,9 @@ def main() -> None:
         for r in rows:
             print(f"| {r['replicas']} | {r['req_s']:.1f} | {r['tokens_s']:.0f} | {r['failed']} |")
         print(f"ratio 2 replicas / 1: {rows[1]['req_s'] / rows[0]['req_s']:.2f}x\n")
-        found = proxies(root, args.seconds / 2)
+        found = proxies(root, args.seconds / 4)
     direct = found["direct to the server"]
-    print("proxies on loopback, GET /v1/models against the same upstream (wrk):")
+    print(f"proxies on loopback, GET /v1/models against the same upstream (wrk; median of {ROUNDS} interleaved rounds):")
     print("| path | p50 (1 connection) | p99 (1 connection) | added p50 | added p99 | peak requests/s (64 connections) |")
     print("|---|---|---|---|---|---|")
     for label, f in found.items():

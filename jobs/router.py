@@ -4,8 +4,9 @@ It forwards every request to a serve job that holds one of the deployment's rout
 for replica 0, route-r<i>.json for replica i: see glm5_hpc/domain/route.py), re-reading them
 whenever the directory changes. With several replicas it sends each request to the healthy one
 with the fewest requests in flight. It checks every routed server's /health itself every
-CHECK_EVERY_S, so a server that stops answering leaves the rotation within a second, and comes
-back when it answers again. When traffic moves to a new serve job (a handover or a no-downtime
+CHECK_EVERY_S: a server that refuses connections leaves the rotation at once, one that hangs
+within a few seconds, and it comes back when it answers again (a serve job's watcher also gives
+its route up as soon as its liveness probes fail). When traffic moves to a new serve job (a handover or a no-downtime
 redeploy), new requests go to the new server while the old one drains the requests it holds. A
 request whose upstream refuses the connection (nothing was sent) goes to another replica, or
 waits for a route to come back and is sent again, so a switch costs no failed request.
@@ -19,7 +20,9 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ from jobs.proxy import SESSION, forward, proxy_app, refused
 RESEND_FOR_S = 30.0  # how long a request may wait for a serve job that answers
 RESEND_EVERY_S = 0.1
 CHECK_EVERY_S = 0.25  # the router's own /health check of each routed server
-CHECK_TIMEOUT_S = 0.5
+CHECK_TIMEOUT_S = 2.0  # a loaded server may answer /health slowly; a hung one is out after 2 of these
 CHECK_FAILURES = 2  # consecutive failed checks (or one refused connection) take a server out of the rotation
 STATS_EVERY_S = 1.0  # router-stats.json: requests in flight and served per serve job, for glm5_hpc status
 
@@ -114,7 +117,11 @@ def pick(upstreams: list[Upstream], tried: set[str]) -> Upstream | None:
     return chosen
 
 
-def make_app(route_file: Path, stats_file: Path | None = None) -> web.Application:
+def make_app(route_file: Path, stats_file: Path | None = None,
+             on_change: Callable[[list[str]], None] | None = None) -> web.Application:  # fmt: skip
+    """The router's app. `on_change` (the nginx engine) is given the URLs of the replicas that are
+    up after every check; nginx then carries the requests and this app only holds those no
+    replica took, so its counts are not the replicas' (they are left out of the stats)."""
     routes = RouteSet(route_file.parent)
 
     async def proxy(request: web.Request) -> web.StreamResponse:
@@ -167,8 +174,13 @@ def make_app(route_file: Path, stats_file: Path | None = None) -> web.Applicatio
         while True:
             current = routes.current()
             await asyncio.gather(*(check(app[SESSION], u) for u in current))
+            if on_change is not None:
+                try:
+                    on_change([u.route.url for u in current if u.up])
+                except OSError as exc:  # the next round tries again; the checks go on
+                    print(f"glm5_hpc: router: could not update nginx: {exc}", file=sys.stderr, flush=True)
             if stats_file is not None and time.monotonic() >= next_stats:
-                stats = [u.to_json() for u in current]
+                stats = [u.to_json() | ({"in_flight": None, "served": None} if on_change else {}) for u in current]
                 if stats != last_stats:
                     write_json_atomic(stats_file, {"at": time.time(), "replicas": stats})
                     last_stats = stats
@@ -193,8 +205,10 @@ def make_app(route_file: Path, stats_file: Path | None = None) -> web.Applicatio
 CHECKS = web.AppKey("checks", asyncio.Task[None])
 
 
-def run_router(route_file: str, router_file: str, host: str, port: int) -> None:
-    """The router job's body (run by submitit): serve until Slurm ends the job."""
+def run_router(route_file: str, router_file: str, host: str, port: int, engine: str = "python", nginx: str = "nginx",
+               workers: int = 1) -> None:  # fmt: skip
+    """The router job's body (run by submitit): serve until Slurm ends the job. With the nginx
+    engine, nginx listens on host:port and this app on a loopback port behind it."""
     from glm5_hpc.adapters.endpoint import node_address, node_name
 
     node = node_name()
@@ -207,9 +221,32 @@ def run_router(route_file: str, router_file: str, host: str, port: int) -> None:
         write_json_atomic(Path(router_file), doc)
         print(f"glm5_hpc: router on {host}:{port} ({socket.getfqdn(node)}) following {route_file}", flush=True)
 
-    app = make_app(Path(route_file), stats_file(router_file))
-    app.on_startup.append(announce)
-    web.run_app(app, host=host, port=port, print=None, access_log=None, handle_signals=True)
+    import uvloop
+
+    if engine != "nginx":
+        app = make_app(Path(route_file), stats_file(router_file))
+        app.on_startup.append(announce)
+        web.run_app(app, host=host, port=port, print=None, access_log=None, handle_signals=True, loop=uvloop.new_event_loop())
+        return
+    from jobs.router_nginx import NginxFront
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        hold_port = int(s.getsockname()[1])
+    # beside the router job's logs (the deployment's router/ folder): its config, pid, error log and temp dirs
+    front = NginxFront(nginx, Path(router_file).with_name("router") / f"nginx-{job_id}", host, port, hold_port, workers)
+    app = make_app(Path(route_file), stats_file(router_file), on_change=front.update)
+
+    async def start_front(_app: web.Application) -> None:
+        front.start()
+
+    async def stop_front(_app: web.Application) -> None:
+        front.stop()
+
+    app.on_startup.extend([start_front, announce])
+    app.on_cleanup.append(stop_front)
+    web.run_app(app, host="127.0.0.1", port=hold_port, print=None, access_log=None, handle_signals=True,
+                loop=uvloop.new_event_loop())  # fmt: skip
 
 
 def stats_file(router_file: str) -> Path:

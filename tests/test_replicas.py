@@ -153,3 +153,27 @@ def test_rolling_redeploy_of_two_replicas_and_its_rollback(
 def sacct_state(job_id: str) -> str:
     out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True).stdout
     return out.split()[0] if out.split() else ""
+
+
+def test_the_nginx_engine_serves_two_replicas_and_ends_with_its_job(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str]
+) -> None:
+    """router.engine nginx: nginx in the router job on the CPU node spreads the requests over both
+    replicas (each serve log shows them), and cancel leaves no nginx behind."""
+    profile = routed_profile(make_profile, "ngx", serve={"replicas": 2}, router={"engine": "nginx"})
+    cleanup_deployments.append("ngx")
+    glm5("submit", "--profile", str(profile), "--name", "ngx", "--wait", "--timeout", "300", check=True, timeout=360)
+    dep = status_json("ngx")
+    clients = start_clients(dep["stable_endpoint"])
+    time.sleep(5)
+    summaries = finish("nginx engine, 2 replicas", clients)
+    assert all(s["failed"] == 0 and int(s["requests"]) > 10 for s in summaries), summaries
+    for r in dep["replicas"]:
+        log = Path(dep["logs"]) / f"{r['job_id']}_0_log.out"
+        assert log.read_text().count('"POST /v1/completions HTTP/1.1" 200') > 5, r  # both replicas got traffic
+    assert [r["served"] for r in dep["replicas"]] == [None, None]  # counts are the python engine's only
+    conf = f"{Path(dep['logs']).parents[2]}/router/nginx-{dep['router_job']}/nginx.conf"
+    assert subprocess.run(["pgrep", "-f", conf], capture_output=True).returncode == 0  # nginx runs in the router job
+    glm5("cancel", "ngx", check=True)
+    assert eventually(lambda: not comment_jobs("ngx"), timeout_s=60)
+    assert eventually(lambda: subprocess.run(["pgrep", "-f", conf], capture_output=True).returncode == 1, timeout_s=30)

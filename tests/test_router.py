@@ -20,6 +20,7 @@ from aiohttp import web
 
 from glm5_hpc.domain.route import Route, may_claim, superseded
 from jobs import router
+from jobs.router_nginx import NginxFront
 from tests.conftest import eventually
 
 
@@ -51,9 +52,11 @@ def upstream(name: str, delay_s: float = 0.0, hung: threading.Event | None = Non
     /health never answers (a server that stopped responding)."""
 
     async def answer(request: web.Request) -> web.Response:
-        if hung is not None and hung.is_set() and request.path == "/health":
-            await asyncio.sleep(3600)
-        await asyncio.sleep(delay_s)
+        if request.path == "/health":
+            if hung is not None and hung.is_set():
+                await asyncio.sleep(3600)
+        else:
+            await asyncio.sleep(delay_s)
         return web.json_response({"served_by": name, "path": request.path, "body": (await request.read()).decode()})
 
     app = web.Application()
@@ -118,10 +121,10 @@ def test_a_replica_that_refuses_or_stops_answering_leaves_the_rotation(routed: t
     assert eventually(lambda: replicas_seen(url)["102"]["up"] is True)
     assert {httpx.get(f"{url}/v1/models").json()["served_by"] for _ in range(6)} == {"a", "b"}
     hung.set()  # b accepts connections but its /health never answers: the router's own check takes it out
-    assert eventually(lambda: replicas_seen(url)["102"]["up"] is False, timeout_s=5, interval_s=0.1)
+    assert eventually(lambda: replicas_seen(url)["102"]["up"] is False, timeout_s=10, interval_s=0.1)
     assert {httpx.get(f"{url}/v1/models").json()["served_by"] for _ in range(6)} == {"a"}
     hung.clear()
-    assert eventually(lambda: replicas_seen(url)["102"]["up"] is True, timeout_s=5, interval_s=0.1)  # back once it answers
+    assert eventually(lambda: replicas_seen(url)["102"]["up"] is True, timeout_s=10, interval_s=0.1)  # back once it answers
 
 
 def test_a_refused_connection_waits_for_the_route_to_move(routed: tuple[str, Path]) -> None:
@@ -153,3 +156,40 @@ def test_only_a_newer_job_takes_the_route() -> None:
     assert may_claim(None, "5") and may_claim(held, "1200") and may_claim(held, "1201")
     assert not may_claim(held, "1199") and not may_claim(held, "999")  # numeric, not text, order
     assert superseded(held, "1199") and not superseded(held, "1200") and not superseded(None, "1")
+
+
+@pytest.fixture
+def nginx_routed(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The nginx engine as the router job runs it: nginx on the public port, the Python router
+    on a loopback port behind it, holding what no replica takes."""
+    route_file = tmp_path / "route.json"
+    hold = free_port()
+    front = NginxFront("nginx", tmp_path / "nginx", "127.0.0.1", free_port(), hold, 1)
+    server = Server(router.make_app(route_file, on_change=front.update), hold)
+    server.start()
+    assert server.ready.wait(10)
+    front.start()
+    yield f"http://{front.listen}", route_file
+    front.stop()
+
+
+def test_the_nginx_engine_balances_holds_and_skips_replicas_that_stop_answering(nginx_routed: tuple[str, Path]) -> None:
+    url, route_file = nginx_routed
+    hung = threading.Event()
+    a, b = upstream("a", delay_s=0.5), upstream("b", delay_s=0.5, hung=hung)
+    set_route(route_file, "100", a.port)
+    set_route(route_file.with_name("route-r1.json"), "101", b.port, replica=1)
+    assert eventually(lambda: f"127.0.0.1:{b.port}" in (route_file.parent / "nginx" / "nginx.conf").read_text())
+    with ThreadPoolExecutor(8) as pool:
+        served = list(pool.map(lambda _: httpx.post(f"{url}/v1/completions", timeout=20).json()["served_by"], range(8)))
+    assert sorted(served) == ["a"] * 4 + ["b"] * 4  # least_conn: the fewest requests in flight
+    hung.set()
+    assert eventually(lambda: replicas_seen(url)["101"]["up"] is False, timeout_s=10, interval_s=0.1)
+    assert {httpx.get(f"{url}/v1/models").json()["served_by"] for _ in range(4)} == {"a"}
+    route_file.unlink()
+    route_file.with_name("route-r1.json").unlink()  # no replica: nginx sends requests to the holding router
+    assert eventually(lambda: f"127.0.0.1:{a.port}" not in (route_file.parent / "nginx" / "nginx.conf").read_text())
+    threading.Timer(1.0, set_route, (route_file, "102", upstream("c").port)).start()
+    assert httpx.post(f"{url}/v1/completions", content=b"{}", timeout=20).json()["served_by"] == "c"
+    r = httpx.post(f"{url}/update_weights", content=b"{}")
+    assert r.status_code == 403 and "refused by the glm5_hpc router" in r.json()["error"]

@@ -14,6 +14,7 @@ from glm5_hpc.domain.names import job_comment, job_name
 from glm5_hpc.domain.plan import RunPaths
 from glm5_hpc.domain.profile import Profile, StageResources
 from glm5_hpc.domain.record import Record
+from glm5_hpc.domain.route import ROUTE_FILE
 
 
 def ensure_router(store: Store, rec: Record, profile: Profile, name: str, keep_route: bool = False) -> str | None:
@@ -23,8 +24,11 @@ def ensure_router(store: Store, rec: Record, profile: Profile, name: str, keep_r
     restart when a cluster's controller state is wiped)."""
     if not profile.router.enabled:
         return None
-    if not keep_route:
-        Path(RunPaths(PurePosixPath(profile.work_dir), name, "").route_file).unlink(missing_ok=True)
+    if not keep_route:  # every replica's route
+        deployment_dir = Path(RunPaths(PurePosixPath(profile.work_dir), name, "").deployment_dir)
+        for path in deployment_dir.glob("route*.json"):
+            if ROUTE_FILE.match(path.name):
+                path.unlink(missing_ok=True)
     if adopt_router(rec):
         store.save(rec)
     previous = router_id(rec)
@@ -49,7 +53,8 @@ def ensure_router(store: Store, rec: Record, profile: Profile, name: str, keep_r
         )  # fmt: skip
         from jobs.router import run_router  # deferred: aiohttp
 
-        job_id = slurm.submit(sub, run_router, str(paths.route_file), str(paths.router_file), r.host, r.port)
+        job_id = slurm.submit(sub, run_router, str(paths.route_file), str(paths.router_file), r.host, r.port, r.engine, r.nginx,
+                              r.cpus)  # fmt: skip
         rec["router"]["job_id"] = job_id
         store.save(rec)
     return job_id

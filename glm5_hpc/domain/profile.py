@@ -332,6 +332,10 @@ class Router(_Strict):
     cpus: int = Field(default=1, ge=1, le=64)
     mem: Mem = "1G"
     drain_s: float = Field(default=10, ge=0, le=3600)  # an old server keeps answering this long after traffic moved
+    # python: the aiohttp router carries every request; nginx: nginx on the router's node carries them (about 7x the
+    # requests per second, docs/performance.md), the Python router decides where they go and holds what no replica takes
+    engine: Literal["python", "nginx"] = "python"
+    nginx: LocalPath = "nginx"  # the nginx binary on the router's node (engine nginx)
 
 
 class Handover(_Strict):
