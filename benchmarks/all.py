@@ -17,6 +17,7 @@ RUNS = [
     ("chain_vs_recipe.py", "--trials", "3"),  # time to healthy, GPU-hours, redeploy
     ("watch_load.py",),  # scheduler load while watching
     ("zero_downtime.py",),  # handover and redeploy --no-downtime under load
+    ("scale_out.py",),  # throughput at 1 and 2 replicas; the router against nginx
     ("status_cost.py", "--runs", "5"),
     ("readiness_latency.py", "--trials", "5"),
     ("prep_scaling.py", "--shards", "8", "--shard-gb", "50", "--repeat", "20"),

@@ -321,7 +321,7 @@ def format_status(st: Status) -> str:
     import time
 
     from glm5_hpc.api import Phase
-    from glm5_hpc.domain.reach import NODE_ONLY
+    from glm5_hpc.domain.names import NODE_ONLY  # not domain.reach: it would import dataclasses
 
     if st.phase is Phase.UNREADABLE:
         return f"deployment {st.name}: {st.failure}"

@@ -29,8 +29,8 @@ from typing import Any
 from aiohttp import ClientConnectionError, ClientError, ClientSession, ClientTimeout, web
 
 from glm5_hpc.adapters.files import write_json_atomic
+from glm5_hpc.domain.names import CLUSTER, NODE_ONLY
 from glm5_hpc.domain.profile import LOOPBACK
-from glm5_hpc.domain.reach import CLUSTER, NODE_ONLY
 from glm5_hpc.domain.route import ROUTE_FILE, Route, parse_route
 from glm5_hpc.domain.status import ROUTER_STATS
 from jobs.proxy import SESSION, forward, proxy_app, refused

@@ -24,8 +24,8 @@ from glm5_hpc.adapters.files import read_json, write_json_atomic
 from glm5_hpc.adapters.policies import poll_until
 from glm5_hpc.adapters.probe import probe_health, run_ladder
 from glm5_hpc.domain.health import Verdict
+from glm5_hpc.domain.names import CLUSTER, NODE_ONLY
 from glm5_hpc.domain.profile import LOOPBACK
-from glm5_hpc.domain.reach import CLUSTER, NODE_ONLY
 from glm5_hpc.domain.route import Route, may_claim, parse_route, superseded
 from glm5_hpc.domain.watch import WatchSpec
 

@@ -61,3 +61,5 @@ def test_bad_input_is_an_error_naming_it(make_profile: Callable[..., Path]) -> N
         Deployment("../x")
     with pytest.raises(InputError, match=r"submit needs a profile: Cluster\(PROFILE\)"):
         Cluster().submit("x")
+    with pytest.raises(InputError, match=r"2 replicas need router.enabled in .*apierr.yaml"):
+        cluster.submit("x", replicas=2)  # before anything is submitted

@@ -194,3 +194,17 @@ def test_kv_cache_dtype_allows_what_tensorrt_llm_accepts() -> None:
         r"\(serve.prometheus_metrics\); set it there",
     ):
         parse(with_value("serve.extra_config", {"return_perf_metrics": True}))
+
+
+def test_replicas_need_the_router_and_stay_in_bounds() -> None:
+    with pytest.raises(ProfileError, match=r"serve.replicas 2 needs router.enabled"):
+        parse(with_value("serve.replicas", 2))
+    with pytest.raises(ProfileError, match=r"serve.replicas"):
+        parse(with_value("serve.replicas", 0))
+    doc = with_value("serve.replicas", 2)
+    doc["router"] = {"enabled": True, "engine": "nginx"}
+    doc["serve"]["host"] = "0.0.0.0"
+    profile = parse(doc)
+    assert profile.serve.replicas == 2 and profile.router.engine == "nginx"  # type: ignore[attr-defined]
+    with pytest.raises(ProfileError, match=r"router.engine"):
+        parse({**doc, "router": {"enabled": True, "engine": "haproxy"}})

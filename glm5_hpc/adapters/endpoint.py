@@ -11,8 +11,8 @@ import os
 import socket
 import subprocess
 
+from glm5_hpc.domain.names import CLUSTER, NODE_ONLY
 from glm5_hpc.domain.profile import LOOPBACK
-from glm5_hpc.domain.reach import CLUSTER, NODE_ONLY
 from glm5_hpc.domain.watch import WatchSpec
 
 INSPECT_IP = "{{range.NetworkSettings.Networks}}{{.IPAddress}}{{end}}"

@@ -10,6 +10,8 @@ from glm5_hpc.errors import InputError
 _DEPLOYMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 PREP, BUILD, SERVE = "prep-model", "build-wheel", "serve"
 STAGES = (PREP, BUILD, SERVE)
+# an endpoint's scope (domain/reach.py): on its node only, or from every node and the login node
+NODE_ONLY, CLUSTER = "node", "cluster"
 
 
 def job_name(deployment: str, stage: str) -> str:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-NODE_ONLY = "node"  # answers on its node only
-CLUSTER = "cluster"  # the node's address: every node and the login node reach it
+from glm5_hpc.domain.names import CLUSTER, NODE_ONLY
 
 
 @dataclass(frozen=True)
