@@ -249,7 +249,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     except LiveJobsError as exc:
         if not args.wait or args.rebuild:
             raise
-        dep = cluster.deployment(args.name or cluster.profile.name)  # type: ignore[union-attr]
+        dep = cluster.deployment(exc.name)
         print(f"deployment {dep.name} is already submitted (jobs {', '.join(exc.job_ids)}): waiting for it instead of "
               f"submitting a second chain beside it (glm5_hpc redeploy {dep.name} replaces it)", flush=True)  # fmt: skip
         return _waited(dep, args)

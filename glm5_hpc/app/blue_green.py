@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.files import read_json, read_json_list, write_json_atomic
 from glm5_hpc.adapters.resources import load_profile
-from glm5_hpc.adapters.run_files import read_handovers, read_replica_handovers, read_run_files, run_job_ids
+from glm5_hpc.adapters.run_files import read_run_files, run_job_ids
 from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.cancel import cancel_live_jobs
 from glm5_hpc.app.record_repair import adopt_live_jobs
@@ -36,7 +36,7 @@ from glm5_hpc.app.waiting import WaitFailedError, wait
 from glm5_hpc.domain.names import SERVE
 from glm5_hpc.domain.plan import RunPaths
 from glm5_hpc.domain.record import Record, Run, current_run, job_ids, live_replicas, profile_of
-from glm5_hpc.domain.status import DeploymentStatus, RunFiles, queried_ids, replica_chains, status_of
+from glm5_hpc.domain.status import DeploymentStatus, queried_ids, replica_chains, status_of
 from glm5_hpc.errors import InputError, SlurmError, StateError
 
 RETIRE_MARGIN_S = 60.0  # beyond router.drain_s, for the old serve job to notice the move and end
@@ -134,10 +134,10 @@ def _restore(store: Store, name: str, run_id: str, timeout_s: float | None, repo
     with store.locked(name):
         rec = store.require(name)
         run = _run(rec, run_id)
-        if run is None:
+        if run is None or run is not current_run(rec):
             return ""
         profile = load_profile(profile_of(rec))
-        files = RunFiles(handovers=read_handovers(run), replica_handovers=read_replica_handovers(run))
+        files = read_run_files(rec)
         infos = slurm.query(queried_ids(run, files))
         paths = RunPaths(PurePosixPath(profile.work_dir), name, run_id)
         sub = stage_submission(profile, name, run_id, paths, SERVE, profile.stages.serve, None)
