@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -183,6 +184,8 @@ def supervise(spec: WatchSpec, script: str, env: dict[str, str], child: _Child) 
         of = "" if spec.requeue_lead_s else f" of {h.max_restarts}"
         health.record(requeues=requeues, reason=f"requeued by Slurm (time limit near, node failure or scontrol): {requeues}{of}")
     while True:
+        if spec.ranks > 1:  # each attempt's ranks mark their start afresh
+            shutil.rmtree(Path(spec.ranks_dir) / health.doc["job_id"], ignore_errors=True)
         proc = child.start(script, env)
         watcher = Watcher(spec, health, deadline, end_server=lambda _reason: child.terminate())
         watcher.start()

@@ -10,6 +10,8 @@ from queueing. The watcher judges; the supervisor in jobs/stage.py decides what 
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,10 +29,25 @@ from glm5_hpc.domain.health import Verdict
 from glm5_hpc.domain.names import CLUSTER, NODE_ONLY
 from glm5_hpc.domain.profile import LOOPBACK
 from glm5_hpc.domain.route import Route, may_claim, parse_route, superseded
-from glm5_hpc.domain.watch import WatchSpec
+from glm5_hpc.domain.watch import Progress, WatchSpec
 
 KEEP_VERDICTS = 50
 HealthDoc = dict[str, Any]
+
+
+def log_size() -> int:
+    """How much the serve job has logged (its stdout is the job's log file): growth is progress."""
+    try:
+        return os.fstat(sys.stdout.fileno()).st_size
+    except (OSError, ValueError):
+        return 0
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 class HealthFile:
@@ -84,16 +101,31 @@ class Watcher(threading.Thread):
         finally:
             self.release_route()  # the server is ending or restarting: the router stops sending it requests
 
+    def started_ranks(self) -> list[str]:
+        """The nodes of the ranks whose containers started (a server across nodes)."""
+        if self.spec.ranks < 2:
+            return []
+        folder = Path(self.spec.ranks_dir) / str(self.health.doc["job_id"])
+        return [read_text(f).strip() or "?" for f in folder.glob("*")] if folder.is_dir() else []
+
+    def note_progress(self, progress: Progress) -> bool:
+        """Record waiting for ranks / loading / hung as it changes; True once the server is judged hung."""
+        phase, reason = progress.update(self.started_ranks(), log_size(), time.monotonic())
+        if (phase, reason) != (self.health.doc.get("phase"), self.health.doc.get("reason")):
+            self.health.record(phase=phase, reason=reason)
+        return phase == "hung"
+
     def wait_ready(self, client: httpx.Client, url: str) -> bool:
         h = self.spec.health
         last: list[Verdict] = []
+        progress = Progress(self.spec.ranks, h.hang_after_s, time.monotonic())
 
         def attempt() -> str | None:
             nonlocal last
             health = probe_health(client, url, h.request_timeout_s)
             last = [health]
             if not health.ok:
-                return None
+                return "hung" if self.note_progress(progress) else None
             ladder = run_ladder(client, url, self.spec.model_id, h.prompt, h.expect, h.max_tokens,
                                 h.request_timeout_s, h.completion_timeout_s)  # fmt: skip
             last = ladder
@@ -108,6 +140,10 @@ class Watcher(threading.Thread):
             self.health.record(last, phase="ready", ready_at=time.time(), completion=last[-1].detail, reason="")
         elif self.outcome == "gibberish":
             self.health.record(last, phase="unhealthy", reason=last[-1].detail)
+        elif self.outcome == "hung":  # handled like an unhealthy server: the restart policy decides
+            self.outcome = "unhealthy"
+            self.end_server(str(self.health.doc["reason"]))
+            return False
         elif not self.stop.is_set():
             detail = last[-1].detail if last else "no probe answered"
             self.give_up(f"not ready within ready_timeout_s={h.ready_timeout_s:g} (last probe: {detail})", last)

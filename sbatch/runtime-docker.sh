@@ -3,7 +3,7 @@
 # every exit path, or the GPUs stay held by an orphan. Where no trap runs (the job killed by
 # SIGKILL: the OOM killer, Slurm after KillWait), the container's command runs under
 # lifeline.py, which stops it once the job's stage process, holding $GLM5_HPC_LIFELINE, is gone.
-container=@@{container_prefix}-$SLURM_JOB_ID
+container=@@{container_name}
 cleanup() {
   @@{binary} stop -t 5 "$container" >/dev/null 2>&1 || true
   @@{binary} rm -f "$container" >/dev/null 2>&1 || true

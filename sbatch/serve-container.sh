@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # glm5_hpc serve stage, inside the container (recipe Steps 6-9).
 set -euo pipefail
-PYTHONPATH=@@{tool_mount} python3 -m jobs.image_check --variant @@{variant} --image @@{image} --record @@{run_dir}/image.json
-@@{install_wheel}
-PYTHONPATH=@@{tool_mount} python3 -m jobs.patch_flashinfer --record @@{run_dir}/flashinfer.json
-exec trtllm-serve serve @@{serve_args}
+@@{mode}@@{setup}PYTHONPATH=@@{tool_mount} python3 -m jobs.image_check --variant @@{variant} --image @@{image} --record @@{run_dir}/image.json
+@@{setup}@@{install_wheel}
+@@{setup}PYTHONPATH=@@{tool_mount} python3 -m jobs.patch_flashinfer --record @@{run_dir}/flashinfer.json
+@@{rank}exec @@{launcher}trtllm-serve serve @@{serve_args}

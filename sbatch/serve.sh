@@ -5,4 +5,4 @@ set -euo pipefail
 @@{preflight}
 
 @@{runtime}
-in_runtime @@{run_dir} bash @@{scripts}/serve-container.sh
+@@{launch}

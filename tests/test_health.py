@@ -1,10 +1,11 @@
-"""The gibberish detector and the ladder's verdicts."""
+"""The gibberish detector, the ladder's verdicts, and how the watcher reads a server's progress before ready."""
 
 from __future__ import annotations
 
 import pytest
 
 from glm5_hpc.domain.health import judge_completion, judge_health, judge_models, repetition
+from glm5_hpc.domain.watch import Progress
 
 COHERENT = {
     "the stand-in's answer": " Paris. Paris is the largest city in France and the seat of its government, known for the"
@@ -83,3 +84,24 @@ def test_models_and_health_verdicts() -> None:
     assert not judge_models(200, {"data": "junk"}, "x").ok
     assert not judge_models(200, None, "x").ok
     assert judge_health(200).ok and not judge_health(503).ok
+
+
+def test_progress_tells_waiting_for_ranks_from_loading_from_hung() -> None:
+    p = Progress(ranks=4, hang_after_s=60, now=0)
+    assert p.update([], 100, now=1) == ("waiting-for-ranks", "0 of 4 ranks started")
+    assert p.update(["n1", "n1", "n2"], 100, now=30) == ("waiting-for-ranks", "3 of 4 ranks started (on n1, n2)")
+    phase, reason = p.update(["n1", "n1", "n2"], 100, now=90)  # a rank that never starts: no progress for 60 s
+    assert phase == "hung" and reason.startswith("no progress for 60s (health.hang_after_s 60): 3 of 4 ranks started")
+    assert p.update(["n1", "n1", "n2", "n2"], 100, now=91) == ("loading", "all 4 ranks started (on n1, n2)")
+    assert p.update(["n1", "n1", "n2", "n2"], 900, now=150)[0] == "loading"  # the log grows: still loading
+    assert p.update(["n1", "n1", "n2", "n2"], 900, now=209)[0] == "loading"
+    assert p.update(["n1", "n1", "n2", "n2"], 900, now=210)[0] == "hung"
+
+
+def test_progress_on_one_node_and_with_the_hang_check_off() -> None:
+    one = Progress(ranks=1, hang_after_s=10, now=0)
+    assert one.update([], 5, now=1) == ("loading", "")
+    hung = "no progress for 10s (health.hang_after_s 10): no new log line and no answer on /health"
+    assert one.update([], 5, now=11) == ("hung", hung)
+    off = Progress(ranks=2, hang_after_s=0, now=0)
+    assert off.update(["n1"], 5, now=10**6) == ("waiting-for-ranks", "1 of 2 ranks started (on n1)")

@@ -102,6 +102,27 @@ def test_tp_size_needs_enough_gpus() -> None:
         parse(with_value("stages.serve.gpus", 4))
 
 
+def two_nodes(tp_size: int, gpus: int = 8, **container: object) -> dict:
+    doc = with_value("stages.serve.nodes", 2)
+    doc["stages"]["serve"]["gpus"] = gpus
+    doc["serve"]["tp_size"] = tp_size
+    doc["container"].update(container)
+    return doc
+
+
+def test_a_server_across_nodes_is_checked_against_its_nodes() -> None:
+    profile = parse(two_nodes(16))
+    assert profile.ranks_per_node == 8 and profile.stages.serve.nodes == 2  # type: ignore[attr-defined]
+    with pytest.raises(ProfileError, match=r"serve.tp_size 15 over stages.serve.nodes 2: .* set tp_size to a multiple of 2"):
+        parse(two_nodes(15))
+    with pytest.raises(ProfileError, match=r"puts 8 ranks on each node, but stages.serve.gpus \(per node\) is 4"):
+        parse(two_nodes(16, gpus=4))
+    with pytest.raises(ProfileError, match=r"stages.serve.nodes 2: .*set container.network: host"):
+        parse(two_nodes(16, network="bridge"))
+    with pytest.raises(ProfileError, match=r"stages.build-wheel.nodes 2: only the serve stage runs across nodes"):
+        parse(with_value("stages.build-wheel.nodes", 2))
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [

@@ -52,6 +52,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "pyxis": {"container": {"runtime": "pyxis"}},
     "apptainer": {"container": {"runtime": "apptainer", "image": "/shared/images/tensorrt-llm-1.3.0rc3.sif"}},
     "bare": {"container": {"runtime": "bare"}},
+    # one server over two nodes, 8 ranks on each (NVIDIA's multi-node trtllm-serve)
+    "pyxis-2-nodes": {"container": {"runtime": "pyxis"}, "stages__serve__nodes": 2, "serve__tp_size": 16},
+    "docker-2-nodes": {"container__network": "host", "stages__serve__nodes": 2, "serve__tp_size": 16},
 }
 
 
@@ -159,7 +162,8 @@ def test_rendered_scripts_are_valid_bash(variant: str, tmp_path: Path) -> None:
 
 def test_runtime_specifics() -> None:
     pyxis = (GOLDEN / "pyxis" / "serve.sh").read_text()
-    assert "srun --ntasks=1 --container-image='nvcr.io#nvidia/tensorrt-llm/release:1.3.0rc3'" in pyxis
+    assert "--container-image='nvcr.io#nvidia/tensorrt-llm/release:1.3.0rc3'" in pyxis
+    assert 'srun --ntasks=1 "${pyxis[@]}"' in pyxis
     assert "--container-mounts=/shared/models:/workspace/scratch,/shared/glm5/workdir/deployments/" in pyxis
     apptainer = (GOLDEN / "apptainer" / "serve.sh").read_text()
     assert "apptainer exec --nv --writable-tmpfs --bind /shared/models:/workspace/scratch," in apptainer

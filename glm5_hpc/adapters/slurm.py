@@ -138,6 +138,8 @@ class Submission(NamedTuple):
     begin: str | None = None  # sbatch --begin, e.g. now+3600
     nodelist: str | None = None
     exclude: str | None = None
+    nodes: int = 1
+    ntasks_per_node: int = 1  # a server across nodes: its MPI ranks on each node (cpus is per node, split among them)
 
 
 def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
@@ -155,10 +157,10 @@ def submit(sub: Submission, fn: Callable[..., Any], *args: Any) -> str:
         comment=sub.comment,
         partition=sub.partition,
         time=sub.time_minutes,
-        cpus_per_task=sub.cpus,
+        cpus_per_task=max(1, sub.cpus // sub.ntasks_per_node),
         mem=sub.mem,
-        ntasks_per_node=1,
-        nodes=1,
+        ntasks_per_node=sub.ntasks_per_node,
+        nodes=sub.nodes,
         use_srun=False,
         stderr_to_stdout=True,
         additional_parameters=extra,

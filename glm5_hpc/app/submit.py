@@ -214,7 +214,7 @@ def stage_submission(profile: Profile, name: str, run_id: str, paths: RunPaths, 
         partition=res.partition, time_minutes=res.time_minutes, cpus=res.cpus, mem=res.mem, gres=res.gres,
         account=profile.slurm.account, qos=profile.slurm.qos, after_ok=after_ok,
         requeue=serve and (profile.health.restart == "restart" or profile.handover.mode == "requeue"),
-        nodelist=res.nodelist, exclude=res.exclude,
+        nodelist=res.nodelist, exclude=res.exclude, nodes=res.nodes, ntasks_per_node=profile.ranks_per_node if serve else 1,
     )  # fmt: skip
 
 
@@ -235,6 +235,6 @@ def _watch_spec(profile: Profile, name: str, paths: RunPaths, replica: int = 0) 
         bind_host=str(profile.serve.host), port=profile.serve.port, model_id=profile.model_path.name,
         health=profile.health, publish=profile.container.publish, gateway=profile.gateway,
         route_file=str(paths.replica_route_file(replica)) if profile.router.enabled else "", drain_s=profile.router.drain_s,
-        replica=replica,
+        replica=replica, ranks=profile.ranks_per_node * profile.stages.serve.nodes, ranks_dir=str(paths.ranks_dir),
         requeue_lead_s=profile.handover.lead_s if profile.handover.mode == "requeue" else 0,
     )  # fmt: skip

@@ -15,7 +15,7 @@ from glm5_hpc.adapters.store import Store
 from glm5_hpc.app.paced_query import PacedQuery
 from glm5_hpc.domain.names import SERVE
 from glm5_hpc.domain.record import current_run, empty_run
-from glm5_hpc.domain.status import DeploymentStatus, health_hint, log_path, queried_ids, status_of
+from glm5_hpc.domain.status import DeploymentStatus, Phase, health_hint, log_path, queried_ids, status_of
 from glm5_hpc.errors import Glm5Error
 
 
@@ -53,7 +53,8 @@ def wait(
             show(f"replica {r.replica}", f"replica {r.replica}: {r.state}{where}{health}")
         serve = st.stage(SERVE)
         if serve is not None and serve.state == "RUNNING":
-            show("health", f"server: {st.phase}" + (f" at {st.endpoint}" if st.endpoint else ""))
+            detail = f" ({st.health_reason})" if st.phase in (Phase.WAITING_FOR_RANKS, Phase.HUNG) else ""
+            show("health", f"server: {st.phase}{detail}" + (f" at {st.endpoint}" if st.endpoint else ""))
             if st.phase == "loading":
                 show("warmup", warmup_progress(log_tail(log_path(st.logs, serve.job_id), 3)))
         if st.healthy:

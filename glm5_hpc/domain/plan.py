@@ -62,6 +62,11 @@ class RunPaths:
         return self.run_dir / "handovers.json"
 
     @property
+    def ranks_dir(self) -> PurePosixPath:
+        """A server across nodes: one file per MPI rank whose container started, under ranks/<job id>/<rank>."""
+        return self.run_dir / "ranks"
+
+    @property
     def scripts(self) -> PurePosixPath:
         return self.run_dir / "scripts"
 

@@ -73,6 +73,7 @@ class StageResources(_Strict):
     mem: Mem
     gpus: int = Field(default=0, ge=0, le=64)
     gpu_type: Name | None = None
+    nodes: int = Field(default=1, ge=1, le=64)  # serve only: one server across this many nodes (MPI ranks on each)
     nodelist: NodeList | None = None  # sbatch --nodelist: only these nodes
     exclude: NodeList | None = None  # sbatch --exclude: never these nodes (a bad node, one kept for others)
 
@@ -301,6 +302,9 @@ class Health(_Strict):
     restart: Literal["none", "restart"] = "none"  # on a crash or an unhealthy server, within the same job
     max_restarts: int = Field(default=3, ge=0, le=100)
     restart_backoff_s: float = Field(default=10, ge=0, le=3600)  # doubles after each restart
+    # before ready: no progress this long (no rank starting, the job's log not growing) is a hang, handled
+    # like an unhealthy server (health.restart); 0: never judged hung (ready_timeout_s still applies)
+    hang_after_s: float = Field(default=900, ge=0)
     prompt: Annotated[str, Field(min_length=1, max_length=2000)] = "The capital of France is"
     expect: Annotated[str, Field(max_length=200)] = "Paris"
     max_tokens: int = Field(default=50, ge=1, le=4096)
@@ -440,12 +444,39 @@ class Profile(_Strict):
             )
         if self.serve.mtp_layers and self.model.precision == "nvfp4":
             raise ValueError("serve.mtp_layers: NVIDIA's GLM-5 guide does not support MTP with the NVFP4 checkpoint")
-        if self.serve.tp_size > self.stages.serve.gpus:
-            raise ValueError(
-                f"serve.tp_size {self.serve.tp_size} needs at least that many GPUs, "
-                f"but stages.serve.gpus is {self.stages.serve.gpus}"
-            )
+        self._check_serve_nodes()
         return self
+
+    def _check_serve_nodes(self) -> None:
+        """One server over stages.serve.nodes nodes: tp_size MPI ranks, the same number on each node."""
+        res, tp = self.stages.serve, self.serve.tp_size
+        for stage, other in (("prep-model", self.stages.prep_model), ("build-wheel", self.stages.build_wheel)):
+            if other is not None and other.nodes != 1:
+                raise ValueError(f"stages.{stage}.nodes {other.nodes}: only the serve stage runs across nodes; remove the key")
+        if res.nodes == 1:
+            if tp > res.gpus:
+                raise ValueError(f"serve.tp_size {tp} needs at least that many GPUs, but stages.serve.gpus is {res.gpus}")
+            return
+        if tp % res.nodes:
+            raise ValueError(
+                f"serve.tp_size {tp} over stages.serve.nodes {res.nodes}: every node runs the same number of ranks; "
+                f"set tp_size to a multiple of {res.nodes}"
+            )
+        if tp // res.nodes > res.gpus:
+            raise ValueError(
+                f"serve.tp_size {tp} over {res.nodes} nodes puts {tp // res.nodes} ranks on each node, but stages.serve.gpus "
+                f"(per node) is {res.gpus}"
+            )
+        if self.container.runtime == "docker" and self.container.network != "host":
+            raise ValueError(
+                f"stages.serve.nodes {res.nodes}: the ranks of one server reach each other over the nodes' network; "
+                "set container.network: host"
+            )
+
+    @property
+    def ranks_per_node(self) -> int:
+        """MPI ranks of the serve job on each of its nodes (1 on a single node: trtllm-serve spawns its workers)."""
+        return self.serve.tp_size // self.stages.serve.nodes if self.stages.serve.nodes > 1 else 1
 
     def node_local_endpoint(self) -> str:
         """What makes the serve endpoint reachable from its own node only ("" when other nodes reach it)."""

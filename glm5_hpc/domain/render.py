@@ -20,11 +20,16 @@ from glm5_hpc.domain.plan import RunPaths
 from glm5_hpc.domain.profile import Profile
 
 RUNTIMES = ("docker", "pyxis", "apptainer", "bare")
-TEMPLATES = ("prep-model.sh", "build-wheel.sh", "serve.sh", "serve-container.sh", *(f"runtime-{r}.sh" for r in RUNTIMES))
+TEMPLATES = (
+    "prep-model.sh", "build-wheel.sh", "serve.sh", "serve-rank.sh", "serve-container.sh", *(f"runtime-{r}.sh" for r in RUNTIMES),
+)  # fmt: skip
 TOOL_MOUNT = PurePosixPath("/opt/glm5_hpc")
 LIFELINE_ENV = "GLM5_HPC_LIFELINE"  # the stage process's lock file (jobs/lifeline.py)
 PORT_ENV = "GLM5_SERVE_PORT"  # set by the serve stage at start (serve.port, or a free port for "auto")
 PORT_REF = f'"${PORT_ENV}"'  # the one word of serve_argv the shell must expand
+# what a rank's container needs of its srun task: who it is in the MPI world (TensorRT-LLM's launcher reads them)
+RANK_ENV = ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NTASKS", "SLURM_NNODES",
+            "SLURMD_NODENAME")  # fmt: skip
 
 
 class _ScriptTemplate(Template):
@@ -137,8 +142,13 @@ def pyxis_image(image: str) -> str:
 def _runtime(profile: Profile, ctx: RenderContext, stage: str, templates: Mapping[str, str]) -> str:
     c = profile.container
     mounts = _mounts(profile, ctx)
+    prefix = q(job_name(ctx.deployment, stage))
+    # a server across nodes has a container per rank: rank 0's keeps the one-node name the watcher knows
+    across = stage == SERVE and profile.stages.serve.nodes > 1
+    ranked = '$([[ ${SLURM_PROCID:-0} == 0 ]] || echo "-r$SLURM_PROCID")' if across else ""
     values = {
-        "binary": q(c.binary), "container_prefix": q(job_name(ctx.deployment, stage)), "image": q(c.image),
+        "binary": q(c.binary), "container_prefix": prefix, "container_name": f"{prefix}{ranked}-$SLURM_JOB_ID",
+        "image": q(c.image),
         "run_flags": shlex.join(c.run_flags), "env_sh": q(ctx.paths.scripts / "env.sh"),
         "deployment": q(ctx.deployment), "lifeline": q(TOOL_MOUNT / "jobs" / "lifeline.py"),
     }  # fmt: skip
@@ -147,6 +157,8 @@ def _runtime(profile: Profile, ctx: RenderContext, stage: str, templates: Mappin
         volumes = [a for src, dst, ro in mounts for a in ("-v", f"{src}:{dst}" + (":ro" if ro else ""))]
         if stage == SERVE:  # the port and the secrets' names; values come from the stage's environment
             flags += ["-e", PORT_ENV]
+            if profile.stages.serve.nodes > 1:
+                flags += [arg for name in RANK_ENV for arg in ("-e", name)]
             flags += [arg for name in sorted(c.secrets) for arg in ("-e", name)]
         publish = f' -p "${PORT_ENV}:${PORT_ENV}"' if c.publish and stage == SERVE else ""
         values.update(
@@ -174,10 +186,49 @@ def _preflight(profile: Profile, ctx: RenderContext, stage: str) -> str:
             return ": # GPU preflight: the build stage requests no GPU"
         args = ["--cuda-arch", profile.recipe.build.cuda_architectures]
     else:
-        args = ["--min-gpus", str(profile.serve.tp_size), "--model", str(profile.model_path)]
+        args = ["--min-gpus", str(profile.serve.tp_size // profile.stages.serve.nodes), "--model", str(profile.model_path)]
         if profile.recipe.variant == "source-build":
             args += ["--cuda-arch", profile.recipe.build.cuda_architectures]
-    return f"{q(ctx.python)} -m glm5_hpc preflight {shlex.join(args)}"
+    check = f"{q(ctx.python)} -m glm5_hpc preflight {shlex.join(args)}"
+    nodes = profile.stages.serve.nodes if stage == SERVE else 1
+    return check if nodes == 1 else f"srun --nodes={nodes} --ntasks-per-node=1 {check}  # every node of the server"
+
+
+def _serve_launch(profile: Profile, ctx: RenderContext) -> str:
+    """How serve.sh starts the server: in one container, or as tp_size MPI ranks over stages.serve.nodes nodes
+    (NVIDIA's multi-node trtllm-serve: srun --mpi=pmix, rank 0 serves HTTP)."""
+    p, nodes, runtime = ctx.paths, profile.stages.serve.nodes, profile.container.runtime
+    if nodes == 1:
+        return f"in_runtime {q(p.run_dir)} bash {q(p.scripts / 'serve-container.sh')}"
+    ranks = f"srun --mpi=pmix --nodes={nodes} --ntasks-per-node={profile.ranks_per_node} --kill-on-bad-exit=1"
+    lines = [f"# one server over {nodes} nodes, {profile.ranks_per_node} MPI rank(s) on each; any rank ending ends them all"]
+    if runtime == "pyxis":  # one named container per node: set it up once, then every rank of the node runs in it
+        container = f'"${{pyxis[@]}}" --container-workdir={q(p.run_dir)} bash {q(p.scripts / "serve-container.sh")}'
+        lines += [f"srun --nodes={nodes} --ntasks-per-node=1 {container} setup", f"exec {ranks} {container} serve"]
+    else:  # a container per rank (the bare runtime: the node's environment, set up once per node)
+        rank = f"{q(ctx.python)} -m jobs.rank {q(p.scripts / 'serve-rank.sh')}"
+        if runtime == "bare":
+            lines += [f"srun --nodes={nodes} --ntasks-per-node=1 {rank} setup", f"exec {ranks} {rank} serve"]
+        else:
+            lines.append(f"exec {ranks} {rank} all")
+    return "\n".join(lines)
+
+
+def _rank_lines(profile: Profile, ctx: RenderContext) -> dict[str, str]:
+    """serve-container.sh's parts for a rank of a server across nodes (all empty on one node)."""
+    if profile.stages.serve.nodes == 1:
+        return {"mode": "", "setup": "", "rank": "", "launcher": ""}
+    ranks = ctx.paths.ranks_dir
+    return {
+        "mode": "mode=${1:-all}  # all: set up and serve; setup: set up this node and stop; serve: set up already\n",
+        "setup": "[[ $mode == serve ]] || ",
+        "rank": (
+            "[[ $mode != setup ]] || exit 0\n"
+            f'mkdir -p {q(ranks)}/"$SLURM_JOB_ID" && echo "$SLURMD_NODENAME" > {q(ranks)}/"$SLURM_JOB_ID/$SLURM_PROCID"'
+            "  # started\n"
+        ),
+        "launcher": "trtllm-llmapi-launch ",  # rank 0 runs trtllm-serve; every other rank a worker
+    }
 
 
 def _prep_flags(profile: Profile) -> list[str]:
@@ -223,11 +274,19 @@ def render_run(profile: Profile, ctx: RenderContext, templates: Mapping[str, str
         install = f"pip install --no-deps --force-reinstall {q(wheel_dir)}/tensorrt_llm-*.whl"
     else:
         install = ": # stock variant: the image's own TensorRT-LLM serves GLM-5"
+    runtime = _runtime(profile, ctx, SERVE, templates)
+    across = profile.stages.serve.nodes > 1 and profile.container.runtime != "pyxis"  # the runtime lives in serve-rank.sh
     out[f"{SERVE}.sh"] = _ScriptTemplate(templates["serve.sh"]).substitute(
-        common, runtime=_runtime(profile, ctx, SERVE, templates), preflight=_preflight(profile, ctx, SERVE)
+        common,
+        runtime="# the container runtime: serve-rank.sh, in each rank's srun task\n" if across else runtime,
+        preflight=_preflight(profile, ctx, SERVE),
+        launch=_serve_launch(profile, ctx),
     )
+    if across:
+        out["serve-rank.sh"] = _ScriptTemplate(templates["serve-rank.sh"]).substitute(common, runtime=runtime)
     out["serve-container.sh"] = _ScriptTemplate(templates["serve-container.sh"]).substitute(
         common,
+        **_rank_lines(profile, ctx),
         install_wheel=install,
         tool_mount=q(tool_dir(profile, p)),
         variant=q(profile.recipe.variant),

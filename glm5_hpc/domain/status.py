@@ -34,7 +34,9 @@ class Phase(StrEnum):
 
     WAITING = "waiting"
     STARTING = "starting"
+    WAITING_FOR_RANKS = "waiting-for-ranks"  # a server across nodes: not every rank has started
     LOADING = "loading"
+    HUNG = "hung"  # no progress for health.hang_after_s before ready; the restart policy follows
     READY = "ready"
     UNHEALTHY = "unhealthy"
     RESTARTING = "restarting"
@@ -229,7 +231,8 @@ def failure(st: DeploymentStatus, files: RunFiles) -> str:
         if s.state in FAILED:
             tail = files.log_tails.get(s.job_id or "", "")
             more = f"\n--- last lines of {log_path(st.logs, s.job_id)} ---\n{tail}" if tail else ""
-            return f"stage {s.stage} (job {s.job_id}) ended {s.state}, exit code {s.exit_code or '?'}{more}"
+            why = f" ({st.health_reason})" if s.stage == SERVE and st.health_reason else ""  # the watcher's verdict
+            return f"stage {s.stage} (job {s.job_id}) ended {s.state}, exit code {s.exit_code or '?'}{why}{more}"
         if s.reason == "DependencyNeverSatisfied":
             return f"stage {s.stage} (job {s.job_id}) can never start: DependencyNeverSatisfied"
     for r in st.replicas[1:]:

@@ -65,7 +65,10 @@ def write_wheel(dist_dir: Path, build_info: dict[str, object]) -> Path:
         "Summary: STAND-IN for TensorRT-LLM (glm5_hpc test/demo equipment)\n"
     ).encode()
     files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: standin\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    files[f"{info}/entry_points.txt"] = b"[console_scripts]\ntrtllm-serve = tensorrt_llm.commands.serve:main\n"
+    files[f"{info}/entry_points.txt"] = (
+        b"[console_scripts]\ntrtllm-serve = tensorrt_llm.commands.serve:main\n"
+        b"trtllm-llmapi-launch = tensorrt_llm.llmapi.launch:main\n"
+    )
     record = [record_line(n, d) for n, d in files.items()] + [f"{info}/RECORD,,"]
     files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
     tmp = wheel.with_suffix(".tmp")

@@ -19,6 +19,9 @@ Environment knobs (test equipment only):
                               hang_after_ready:S   accept connections but never answer, from S seconds after startup
                               hang                 accept connections but never answer, from the start
                               health_503           /health answers 503
+                              load_hang            stop during model load, printing nothing more
+A server across nodes (started by trtllm-llmapi-launch under srun) waits for all its ranks before
+loading and ends when one is lost: tensorrt_llm/llmapi/world.py.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tensorrt_llm.llmapi.world import World
 
 BUILD_INFO = Path(__file__).resolve().parent.parent / "_build_info.json"
 COHERENT = {
@@ -270,7 +275,19 @@ def serve(args: argparse.Namespace) -> int:
         if os.environ.get(name):
             log(f"{name}: set ({len(os.environ[name])} characters)")
     check_tokenizer(model)
+    fault = os.environ.get("GLM5_STANDIN_FAULT", "")
+    world = World()
+    if world.size > 1:
+        if world.size != args.tp_size * args.pp_size:
+            raise SystemExit(f"RuntimeError: MPI world size {world.size} != tp_size {args.tp_size} * pp_size {args.pp_size}")
+        world.join()
+        world.wait_all()
+        log(f"all {world.size} ranks joined")
+        world.end_when_lost(range(1, world.size))
     log(f"Loading model weights ({os.environ.get('GLM5_STANDIN_LOAD_S', '3')} s)")
+    if fault == "load_hang":
+        log(f"fault injected: {fault}")
+        threading.Event().wait()
     time.sleep(float(os.environ.get("GLM5_STANDIN_LOAD_S", "3")))
     check_flashinfer(model)
     step = float(os.environ.get("GLM5_STANDIN_WARMUP_STEP_S", "0.01"))
@@ -282,7 +299,6 @@ def serve(args: argparse.Namespace) -> int:
     problems = recipe_problems(model, extra)
     for p in problems:
         log(f"WARNING (simulated numerics): {p}")
-    fault = os.environ.get("GLM5_STANDIN_FAULT", "")
     state = State(model.name, coherent=not problems, fault=fault, engine=Engine(args.max_batch_size))
     if fault:
         log(f"fault injected: {fault}")
