@@ -6,9 +6,12 @@
 2. the router (jobs/router.py, with each engine: python, and nginx driven by the router) against
    plain nginx (Debian's nginx-light) configured as the equivalent reverse proxy, all in front of
    the same upstream on loopback: the latency each adds to a request (p50, p99, one connection)
-   and the most requests per second each carries (64 connections), measured with wrk.
+   and the most requests per second each carries (64 connections), measured with wrk;
+3. time to healthy of one server on one node (2 GPUs) against the same server across two nodes
+   (stages.serve.nodes: 2, one MPI rank and one GPU on each): from the serve job's start to the
+   watcher's "ready" (the full ladder), the median of --rounds serve jobs of each, interleaved.
 
-    .venv/bin/python benchmarks/scale_out.py [--seconds 20]
+    .venv/bin/python benchmarks/scale_out.py [--seconds 20] [--rounds 3]
 
 nginx-light and wrk are installed from Debian if missing (as root, like scripts/bootstrap).
 """
@@ -67,6 +70,32 @@ def throughput(root: Path, replicas: int, seconds: float) -> dict[str, Any]:
     glm5("cancel", name, env=env)
     return {"replicas": replicas, "req_s": done / elapsed, "tokens_s": done * MAX_TOKENS / elapsed,
             "failed": sum(int(s["failed"]) for s in summaries)}  # fmt: skip
+
+
+def time_to_healthy(root: Path, rounds: int) -> dict[int, list[float]]:
+    """Seconds from each serve job's start to ready, for a 1-node and a 2-node server of tp_size 2."""
+    env = bench_env(root / "state")
+    found: dict[int, list[float]] = {1: [], 2: []}
+    for nodes in (1, 2):
+        name = f"across{nodes}"
+        doc = yaml.safe_load(bench_profile(root / name, 0).read_text())
+        doc["serve"].update(port="auto", tp_size=2)
+        del doc["stages"]["serve"]["nodelist"]
+        doc["stages"]["serve"].update(nodes=nodes, gpus=2 // nodes, mem="1G")
+        path = root / name / "profile.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        glm5("submit", "--profile", str(path), "--name", name, "--wait", "--timeout", "400", env=env)
+    for i in range(rounds):
+        for nodes in (1, 2):
+            name = f"across{nodes}"
+            if i:
+                glm5("redeploy", name, "--from", "serve", "--wait", "--timeout", "400", env=env)
+            (dep,) = json.loads(glm5("status", name, "--json", env=env))["deployments"]
+            health = json.loads((Path(dep["logs"]).parent / "health.json").read_text())
+            found[nodes].append(health["ready_at"] - health["started_at"])
+    for nodes in (1, 2):
+        glm5("cancel", f"across{nodes}", env=env)
+    return found
 
 
 NGINX_CONF = """
@@ -145,6 +174,7 @@ def proxies(root: Path, seconds: float) -> dict[str, dict[str, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     ensure_tools()
     with tempfile.TemporaryDirectory(prefix="glm5-bench-") as tmp:
@@ -156,6 +186,13 @@ def main() -> None:
         for r in rows:
             print(f"| {r['replicas']} | {r['req_s']:.1f} | {r['tokens_s']:.0f} | {r['failed']} |")
         print(f"ratio 2 replicas / 1: {rows[1]['req_s'] / rows[0]['req_s']:.2f}x\n")
+        ready = time_to_healthy(root, args.rounds)
+        print(f"time to healthy (serve job start -> ready), tp_size 2, median of {args.rounds} serve jobs each:")
+        print("| server | median | each |\n|---|---|---|")
+        for nodes, label in ((1, "1 node, 2 GPUs"), (2, "2 nodes, 1 rank + 1 GPU each")):
+            each = ", ".join(f"{t:.1f}" for t in ready[nodes])
+            print(f"| {label} | {statistics.median(ready[nodes]):.1f} s | {each} |")
+        print()
         found = proxies(root, args.seconds / 4)
     direct = found["direct to the server"]
     print(f"proxies on loopback, GET /v1/models against the same upstream (wrk; median of {ROUNDS} interleaved rounds):")
