@@ -31,11 +31,12 @@ if TYPE_CHECKING:
     from glm5_hpc.adapters.store import Store
     from glm5_hpc.app.doctor import Check
     from glm5_hpc.app.remote import RemoteCommands
+    from glm5_hpc.domain.bench import BenchPlan, BenchResult
     from glm5_hpc.domain.health import Verdict
     from glm5_hpc.domain.profile import Profile
     from glm5_hpc.domain.record import StageEntry
 
-__all__ = ["Cluster", "Deployment", "Phase", "ProbeResult", "StageStatus", "Status", "Submitted", "probe"]
+__all__ = ["Cluster", "Deployment", "Phase", "ProbeResult", "StageStatus", "Status", "Submitted", "bench", "probe"]
 
 REMOTE_POLL_S = 3.0  # wait() over SSH: how often the login node's status is read
 WATCH_MAX_QUERY_S = 30.0  # Cluster.watch: Slurm is asked at most this far apart while nothing changes
@@ -63,6 +64,14 @@ def probe(url: str, model: str | None = None) -> ProbeResult:
 
     probed, verdicts = run_ladder(None, url, model)
     return ProbeResult(probed, tuple(verdicts))
+
+
+def bench(url: str, model: str | None, plan: BenchPlan, **options: Any) -> BenchResult:
+    """A serving benchmark of any OpenAI-compatible server by AIPerf, from here (see `glm5_hpc bench`).
+    options: tokenizer, aiperf, plot, out_dir, report (a callable for progress lines)."""
+    from glm5_hpc.app.bench import bench as run_bench
+
+    return run_bench(None, plan, url=url, model=model, **options)
 
 
 class Deployment:
@@ -153,6 +162,27 @@ class Deployment:
 
         probed, verdicts = run_ladder(self.name, url, model, self._store)
         return ProbeResult(probed, tuple(verdicts))
+
+    def bench(self, plan: BenchPlan, **options: Any) -> BenchResult:
+        """A serving benchmark of the deployment's endpoint by AIPerf (see `glm5_hpc bench`); the result
+        is kept in its record. options: url, model, tokenizer, aiperf, plot, out_dir, report."""
+        if self._remote is not None:
+            from glm5_hpc.app.remote import bench_argv
+
+            return self._remote.json("bench", self.name, *bench_argv(plan, options), ok=(0, 1))  # type: ignore[no-any-return]
+        from glm5_hpc.app.bench import bench as run_bench
+
+        return run_bench(self.name, plan, store=self._store, **options)
+
+    def benchmark(self, ref: str) -> BenchResult:
+        """A recorded benchmark of this deployment by its id (or a result.json file)."""
+        if self._remote is not None:
+            doc = self._remote.json("bench", self.name, "--compare", ref, ref)
+            return doc["a"]  # type: ignore[no-any-return]
+        from glm5_hpc.adapters.store import Store
+        from glm5_hpc.app.bench import find
+
+        return find(self._store or Store(), self.name, ref)
 
     def redeploy(self, from_stage: str | None = None, no_downtime: bool = False, profile: str | None = None,
                  timeout_s: float | None = None, on_progress: Callable[[str], None] | None = None) -> Deployment:  # fmt: skip

@@ -86,6 +86,28 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
         s.add_argument("--model", help="model id expected in /v1/models (default: the deployment's, or the first listed)")
         s.add_argument("--json", action="store_true", help="one JSON document: the URL probed and every rung's verdict")
 
+    if s := command(
+        "bench", "a serving benchmark (NVIDIA's AIPerf) of a deployment or URL; exit 1 on a failed request or no tokens"
+    ):
+        _route_arg(s)
+        s.add_argument("name", nargs="?", metavar="NAME", help="a healthy deployment (its router's endpoint, else its server's)")
+        s.add_argument("--url", type=_url, help="benchmark this OpenAI-compatible server instead (with --model)")
+        s.add_argument("--model", help="model id to request (default: the deployment's)")
+        s.add_argument("--concurrency", type=_concurrencies, default=(1, 8, 32), metavar="C[,C...]",
+                       help="requests in flight, one run per value (default 1,8,32)")  # fmt: skip
+        s.add_argument("--input-len", type=_count, default=1024, metavar="N", help="prompt tokens (default 1024)")
+        s.add_argument("--output-len", type=_count, default=1024, metavar="N", help="generated tokens, forced (default 1024)")
+        g = s.add_mutually_exclusive_group()
+        g.add_argument("--requests", type=_count, metavar="N", help="requests per concurrency (default: AIPerf's, 2 x C)")
+        g.add_argument("--duration", type=_positive, metavar="S", help="seconds per concurrency instead of a request count")
+        s.add_argument("--tokenizer", help="tokenizer directory (default: the deployment's checkpoint)")
+        s.add_argument("--aiperf", help="the aiperf command (default: the profile's bench.aiperf)")
+        s.add_argument("--plot", metavar="FILE", help="where to draw the PNG (default: beside AIPerf's exports)")
+        s.add_argument("--output", metavar="DIR", help="with --url: where AIPerf's exports go (default ./glm5_hpc-bench)")
+        s.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                       help="print two recorded runs of NAME (ids, or result.json files) side by side; runs nothing")  # fmt: skip
+        s.add_argument("--json", action="store_true", help="one JSON document: the result with its figures per concurrency")
+
     if s := command("cleanup", "remove ended runs' directories and unused wheels from the work dirs"):
         s.add_argument("--older-than", default="7d", help="only what is older than this (e.g. 7d, 12h, 0; default 7d)")
         s.add_argument("--dry-run", action="store_true", help="list what would be removed and the space it would free")
@@ -182,6 +204,15 @@ def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
     return int(text)
+
+
+def _concurrencies(text: str) -> tuple[int, ...]:
+    from glm5_hpc.domain.bench import MAX_CONCURRENCY
+
+    parts = text.split(",")
+    if not all(p.isdigit() and 1 <= int(p) <= MAX_CONCURRENCY for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of concurrencies from 1 to {MAX_CONCURRENCY}")
+    return tuple(int(p) for p in parts)
 
 
 def _replicas(text: str) -> int:
@@ -435,6 +466,41 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from glm5_hpc.api import Cluster, bench
+    from glm5_hpc.domain.bench import BenchPlan, compare, table
+    from glm5_hpc.errors import InputError
+
+    if args.compare:
+        if args.name is None:
+            raise InputError("--compare A B needs the deployment NAME whose runs A and B are (or two result.json paths and NAME)")
+        a, b = (
+            Cluster().deployment(args.name).benchmark(args.compare[0]),
+            Cluster().deployment(args.name).benchmark(args.compare[1]),
+        )
+        print(json.dumps({"a": a, "b": b}) if args.json else compare(a, b))
+        return 0
+    plan = BenchPlan(args.concurrency, args.input_len, args.output_len, args.requests, args.duration)
+    options = {"tokenizer": args.tokenizer, "aiperf": args.aiperf, "plot": args.plot, "out_dir": args.output}
+    report = (lambda _line: None) if args.json else (lambda line: print(line, flush=True))
+    if args.name is not None:
+        result = Cluster().deployment(args.name).bench(plan, url=args.url, model=args.model, report=report, **options)
+    elif args.url is not None:
+        result = bench(args.url, args.model, plan, report=report, **options)
+    else:
+        raise InputError("give a deployment NAME or --url URL")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(table(result["rows"]))
+        print(f"bench {result['id']}: exports in {result['artifacts']}, picture {result.get('plot')}")
+        if result["verdict"]:
+            print(f"FAILED: {result['verdict']}")
+    return 1 if result["verdict"] else 0
+
+
 def _cmd_cancel(args: argparse.Namespace) -> int:
     from glm5_hpc.api import Cluster
 
@@ -598,7 +664,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 # Commands that act on a cluster: with a profile that names a login node (ssh:), they run there.
-FORWARDED = {"submit", "redeploy", "scale", "status", "list", "logs", "probe", "cancel", "render"}
+FORWARDED = {"submit", "redeploy", "scale", "status", "list", "logs", "probe", "bench", "cancel", "render"}
 
 
 def _forward_if_remote(args: argparse.Namespace, argv: list[str]) -> int | None:
@@ -631,6 +697,7 @@ COMMANDS = {
     "list": _cmd_list,
     "logs": _cmd_logs,
     "probe": _cmd_probe,
+    "bench": _cmd_bench,
     "cancel": _cmd_cancel,
     "cleanup": _cmd_cleanup,
     "prep": _cmd_prep,

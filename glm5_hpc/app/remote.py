@@ -22,6 +22,7 @@ from typing import Any
 from glm5_hpc import __version__
 from glm5_hpc.adapters.login_node import ON_LOGIN_NODE
 from glm5_hpc.adapters.shell import SSHShell
+from glm5_hpc.domain.bench import BenchPlan
 from glm5_hpc.domain.profile import Profile
 from glm5_hpc.errors import Glm5Error
 
@@ -143,3 +144,15 @@ class RemoteCommands:
 
     def json(self, *argv: str, ok: tuple[int, ...] = (0,)) -> Any:
         return json.loads(self.run(*argv, "--json", ok=ok))
+
+
+def bench_argv(plan: BenchPlan, options: dict[str, Any]) -> list[str]:
+    """`glm5_hpc bench` arguments for the login node's copy (options as Deployment.bench takes them)."""
+    argv = ["--concurrency", ",".join(map(str, plan.concurrencies)), "--input-len", str(plan.input_len),
+            "--output-len", str(plan.output_len), "--json"]  # fmt: skip
+    if plan.requests is not None:
+        argv += ["--requests", str(plan.requests)]
+    if plan.duration_s is not None:
+        argv += ["--duration", f"{plan.duration_s:g}"]
+    flags = {"url": "--url", "model": "--model", "tokenizer": "--tokenizer", "aiperf": "--aiperf", "plot": "--plot"}
+    return argv + [arg for key, flag in flags.items() if options.get(key) for arg in (flag, str(options[key]))]

@@ -367,6 +367,13 @@ class Ssh(_Strict):
     python: LocalPath = "python3"  # interpreter on the login node that creates the remote venv
 
 
+class Bench(_Strict):
+    """`glm5_hpc bench`: NVIDIA's AIPerf drives the load (pip install aiperf), from where the command
+    runs or, for an endpoint only its node reaches, in a step of the serve job on that node."""
+
+    aiperf: LocalPath = "aiperf"  # the aiperf command, on shared storage when it must run on a serve node
+
+
 class Profile(_Strict):
     """One cluster's settings. `source` is the file it was read from (for error messages)."""
 
@@ -386,6 +393,7 @@ class Profile(_Strict):
     health: Health = Health()
     router: Router = Router()
     handover: Handover = Handover()
+    bench: Bench = Bench()
 
     @property
     def run_umask(self) -> int:

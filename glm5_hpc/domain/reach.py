@@ -46,4 +46,13 @@ def serve_reach_of(dep: dict[str, Any]) -> Reach | None:
     if not dep.get("endpoint"):
         return None
     serve: dict[str, Any] = next((s for s in dep.get("stages", []) if s.get("stage") == "serve"), {})
-    return Reach(dep["endpoint"], dep.get("endpoint_scope") or CLUSTER, serve.get("job_id") or "", serve.get("node") or "")
+    node = first_node(serve.get("node") or "")  # a server across nodes: rank 0, which serves, is on the first
+    return Reach(dep["endpoint"], dep.get("endpoint_scope") or CLUSTER, serve.get("job_id") or "", node)
+
+
+def first_node(nodelist: str) -> str:
+    """The first host of a Slurm node list: tgpu[1-2] -> tgpu1, gpu[07,09] -> gpu07, a,b -> a."""
+    prefix, bracket, rest = nodelist.partition("[")
+    if not bracket:
+        return nodelist.split(",")[0]
+    return prefix + rest.split(",")[0].split("-")[0].rstrip("]")

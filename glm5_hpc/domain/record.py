@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+from glm5_hpc.domain.bench import BenchResult
 from glm5_hpc.domain.slurm_state import JobInfo
 
 SCHEMA = 3
@@ -105,6 +106,7 @@ class Run(TypedDict):
     failure: NotRequired[str]  # in failed_replacements: why it was abandoned
     cleaned_at: NotRequired[float]  # glm5_hpc cleanup removed its directory
     replicas: NotRequired[list[Replica]]  # replicas 1 .. N-1, in order (schema 3)
+    benchmarks: NotRequired[list[BenchResult]]  # glm5_hpc bench runs against this run's endpoint, oldest first
 
 
 class RouterEntry(TypedDict):

@@ -10,7 +10,10 @@ Environment knobs (test equipment only):
   GLM5_STANDIN_WARMUP_STEP_S  seconds per warmup batch size (default 0.01)
   Serving capacity (all 0 by default: answers at once). At most --max_batch_size sequences run at
   once; more requests wait in a queue. A request takes PREFILL_S per prompt word, then
-  DECODE_S per output token, each step longer by DECODE_GROWTH for every other running sequence:
+  DECODE_S per output token, each step longer by DECODE_GROWTH for every other running sequence.
+  A token is a word. Completions and chat completions stream (SSE, "stream": true) one event per
+  token as it is decoded; ignore_eos (or min_tokens) makes an answer exactly max_tokens long;
+  every answer reports its usage (prompt and completion tokens).
   GLM5_STANDIN_PREFILL_S      seconds per prompt word (default 0)
   GLM5_STANDIN_DECODE_S       seconds per output token of a sequence running alone (default 0)
   GLM5_STANDIN_DECODE_GROWTH  added to the decode step, as a fraction, per other running sequence (default 0)
@@ -20,6 +23,7 @@ Environment knobs (test equipment only):
                               hang                 accept connections but never answer, from the start
                               health_503           /health answers 503
                               load_hang            stop during model load, printing nothing more
+                              empty                answer every completion with no tokens
 A server across nodes (started by trtllm-llmapi-launch under srun) waits for all its ranks before
 loading and ends when one is lost: tensorrt_llm/llmapi/world.py.
 """
@@ -32,6 +36,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -120,16 +125,20 @@ def check_flashinfer(model: Path) -> None:
     _check_trtllm_gen_mla_shape(cfg["qk_nope_head_dim"], cfg["kv_lora_rank"], cfg["qk_rope_head_dim"])
 
 
-def gibberish(max_tokens: int) -> str:
+def gibberish(max_tokens: int) -> list[str]:
     words = [" the", " the", " of", ",", " the", " and", " the"]
-    return "".join(words[i % len(words)] for i in range(max_tokens))
+    return [words[i % len(words)] for i in range(max_tokens)]
 
 
-def complete(prompt: str, max_tokens: int, coherent: bool) -> str:
+def complete(prompt: str, max_tokens: int, coherent: bool, full_length: bool = False) -> list[str]:
+    """The answer's tokens (a token is a word here): the natural answer cut at max_tokens, or, with
+    ignore_eos / min_tokens, exactly max_tokens (the answer repeated), as a benchmark asks for."""
     if not coherent:
         return gibberish(max_tokens)
-    text = COHERENT.get(prompt.strip(), COHERENT_DEFAULT)
-    return " ".join(text.split(" ")[: max_tokens + 1])
+    words = [" " + w for w in COHERENT.get(prompt.strip(), COHERENT_DEFAULT).split()]
+    if full_length:
+        return [words[i % len(words)] for i in range(max_tokens)]
+    return words[:max_tokens]
 
 
 class Engine:
@@ -143,17 +152,20 @@ class Engine:
         self.decode_s = float(os.environ.get("GLM5_STANDIN_DECODE_S", "0"))
         self.growth = float(os.environ.get("GLM5_STANDIN_DECODE_GROWTH", "0"))
 
-    def generate(self, prompt: str, tokens: int) -> None:
-        """Hold a batch slot for as long as the prompt's prefill and `tokens` decode steps take."""
+    def steps(self, prompt: str, tokens: int) -> Iterator[int]:
+        """Yield each token's index once it is decoded, holding a batch slot from the prompt's prefill
+        to the last token; a client that goes away (the generator closed) frees its slot."""
         if not (self.prefill_s or self.decode_s):
+            yield from range(tokens)
             return
         with self.slots:
             with self.lock:
                 self.running += 1
             try:
                 time.sleep(self.prefill_s * len(prompt.split()))
-                for _ in range(tokens):
+                for i in range(tokens):
                     time.sleep(self.decode_s * (1 + self.growth * (self.running - 1)))
+                    yield i
             finally:
                 with self.lock:
                     self.running -= 1
@@ -229,38 +241,64 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             except json.JSONDecodeError:
                 self.send(400, {"detail": "invalid JSON"})
                 return
-            max_tokens = int(req.get("max_tokens") or 16)
-            now = int(time.time())
-            if self.path == "/v1/completions":
-                state.engine.generate(str(req.get("prompt", "")), max_tokens)
-                text = complete(str(req.get("prompt", "")), max_tokens, state.coherent)
-                self.send(
-                    200,
-                    {
-                        "id": f"cmpl-{now}",
-                        "object": "text_completion",
-                        "created": now,
-                        "model": state.model_id,
-                        "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
-                    },
-                )
-            elif self.path == "/v1/chat/completions":
-                msgs = req.get("messages") or [{}]
-                state.engine.generate(" ".join(str(m.get("content", "")) for m in msgs), max_tokens)
-                text = complete(str(msgs[-1].get("content", "")), max_tokens, state.coherent)
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
-                self.send(
-                    200,
-                    {
-                        "id": f"chatcmpl-{now}",
-                        "object": "chat.completion",
-                        "created": now,
-                        "model": state.model_id,
-                        "choices": [choice],
-                    },
-                )
-            else:
+            chat = self.path == "/v1/chat/completions"
+            if not chat and self.path != "/v1/completions":
                 self.send(404, {"detail": "Not Found"})
+                return
+            self.generate(req, chat)
+
+        def generate(self, req: dict[str, Any], chat: bool) -> None:
+            max_tokens = int(req.get("max_completion_tokens") or req.get("max_tokens") or 16)
+            full = bool(req.get("ignore_eos")) or int(req.get("min_tokens") or 0) >= max_tokens
+            if chat:
+                msgs = req.get("messages") or [{}]
+                prompt, last = " ".join(str(m.get("content", "")) for m in msgs), str(msgs[-1].get("content", ""))
+            else:
+                prompt = last = str(req.get("prompt", ""))
+            tokens = [] if state.fault == "empty" else complete(last, max_tokens, state.coherent, full)
+            usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(tokens),
+                     "total_tokens": len(prompt.split()) + len(tokens)}  # fmt: skip
+            finish = "length" if len(tokens) == max_tokens else "stop"
+            name = f"{'chatcmpl' if chat else 'cmpl'}-{time.time_ns()}"
+            head = {"id": name, "created": int(time.time()), "model": state.model_id}
+            steps = state.engine.steps(prompt, len(tokens))
+            if not req.get("stream"):
+                for _ in steps:
+                    pass
+                text = "".join(tokens)
+                choice = {"index": 0, "message": {"role": "assistant", "content": text}} if chat else {"index": 0, "text": text}
+                kind = "chat.completion" if chat else "text_completion"
+                self.send(200, {**head, "object": kind, "choices": [{**choice, "finish_reason": finish}], "usage": usage})
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            kind = "chat.completion.chunk" if chat else "text_completion"
+
+            def event(choices: list[dict[str, Any]], **more: Any) -> None:
+                self.chunk(b"data: " + json.dumps({**head, "object": kind, "choices": choices, **more}).encode() + b"\n\n")
+
+            try:
+                for i in steps:
+                    part: dict[str, Any] = {"content": tokens[i]} if chat else {"text": tokens[i]}
+                    if chat and i == 0:
+                        part["role"] = "assistant"
+                    done = finish if i == len(tokens) - 1 else None
+                    event([{"index": 0, **({"delta": part} if chat else part), "finish_reason": done}])
+                if not tokens:
+                    event([{"index": 0, **({"delta": {"role": "assistant", "content": ""}} if chat else {"text": ""}),
+                            "finish_reason": "stop"}])  # fmt: skip
+                if (req.get("stream_options") or {}).get("include_usage"):
+                    event([], usage=usage)
+                self.chunk(b"data: [DONE]\n\n")
+                self.chunk(b"")
+            except (BrokenPipeError, ConnectionResetError):
+                steps.close()  # the client went away: its batch slot is free again
+
+        def chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
 
     return Handler
 
@@ -302,6 +340,7 @@ def serve(args: argparse.Namespace) -> int:
     state = State(model.name, coherent=not problems, fault=fault, engine=Engine(args.max_batch_size))
     if fault:
         log(f"fault injected: {fault}")
+    ThreadingHTTPServer.request_queue_size = 2048  # uvicorn's backlog; socketserver's 5 drops connections under load
     httpd = ThreadingHTTPServer((args.host, args.port), make_handler(state))
     httpd.daemon_threads = True
     print("INFO:     Started server process", flush=True)
