@@ -372,6 +372,10 @@ def format_status(st: Status) -> str:
         lines.append(f"  router:   {stable} (job {st.router_job}{on if st.stable_endpoint else ''}), "
                      f"forwarding to serve job {st.route_job or '-'}"
                      + (f" of run {st.route_run}, not the current run" if st.route_run else ""))  # fmt: skip
+    if st.traffic:
+        t = st.traffic
+        lines.append(f"  traffic:  {t.get('requests_s', 0):g} requests/s, p50 {t.get('p50_ms', 0):g} ms over the last minute "
+                     f"({t.get('requests', 0)} requests through the router)")  # fmt: skip
     if NODE_ONLY in (st.endpoint_scope, st.stable_endpoint_scope):
         lines.append(f"  reach:    from other machines, glm5_hpc probe/tunnel {st.name} go through the job on its node")
     if len(st.replicas) > 1:

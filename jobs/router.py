@@ -11,6 +11,7 @@ redeploy), new requests go to the new server while the old one drains the reques
 request whose upstream refuses the connection (nothing was sent) goes to another replica, or
 waits for a route to come back and is sent again, so a switch costs no failed request.
 trtllm-serve's control routes are never forwarded. Built on aiohttp (server and client).
+Prometheus metrics at /glm5_hpc/metrics (jobs/router_metrics.py).
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientConnectionError, ClientError, ClientSession, ClientTimeout, web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from glm5_hpc.adapters.files import write_json_atomic
 from glm5_hpc.domain.names import CLUSTER, NODE_ONLY
+from glm5_hpc.domain.plan import METRICS_DIR
 from glm5_hpc.domain.profile import LOOPBACK
 from glm5_hpc.domain.route import ROUTE_FILE, Route, parse_route
 from glm5_hpc.domain.status import ROUTER_STATS
 from jobs.proxy import SESSION, forward, proxy_app, refused
+from jobs.router_metrics import RouterMetrics
 
 RESEND_FOR_S = 30.0  # how long a request may wait for a serve job that answers
 RESEND_EVERY_S = 0.1
@@ -123,8 +127,20 @@ def make_app(route_file: Path, stats_file: Path | None = None,
     up after every check; nginx then carries the requests and this app only holds those no
     replica took, so its counts are not the replicas' (they are left out of the stats)."""
     routes = RouteSet(route_file.parent)
+    metrics = RouterMetrics(route_file.parent / METRICS_DIR)
+    started = time.monotonic()
 
     async def proxy(request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
+        status: int | str = "error"  # the answer broke off
+        try:
+            response = await send(request)
+            status = response.status
+            return response
+        finally:
+            metrics.answered(request.path, status, time.monotonic() - arrived)
+
+    async def send(request: web.Request) -> web.StreamResponse:
         if refused(request.path):
             return web.json_response({"error": f"{request.path} is refused by the glm5_hpc router"}, status=403)
         body = await request.read()
@@ -144,6 +160,7 @@ def make_app(route_file: Path, stats_file: Path | None = None,
                     upstream.failed += 1
                     upstream.up = False  # until its next /health check passes
                     tried.add(upstream.route.job_id)
+                    metrics.retries.inc()
                     continue
                 except BaseException:
                     upstream.failed += 1
@@ -154,6 +171,9 @@ def make_app(route_file: Path, stats_file: Path | None = None,
                 return web.json_response({"error": f"glm5_hpc router: {last}"}, status=503)
             tried.clear()  # every routed server refused: wait for one to come (back) and try them all again
             await asyncio.sleep(RESEND_EVERY_S)
+
+    async def scrape(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def route_info(_request: web.Request) -> web.Response:
         first = routes.first()
@@ -169,11 +189,12 @@ def make_app(route_file: Path, stats_file: Path | None = None,
         upstream.up = ok or (upstream.up and upstream.check_failures < CHECK_FAILURES)
 
     async def checks(app: web.Application) -> None:
-        last_stats: list[dict[str, Any]] | None = None
+        last_stats: list[Any] | None = None
         next_stats = 0.0
         while True:
             current = routes.current()
             await asyncio.gather(*(check(app[SESSION], u) for u in current))
+            metrics.upstreams(current)
             if on_change is not None:
                 try:
                     on_change([u.route.url for u in current if u.up])
@@ -181,9 +202,10 @@ def make_app(route_file: Path, stats_file: Path | None = None,
                     print(f"glm5_hpc: router: could not update nginx: {exc}", file=sys.stderr, flush=True)
             if stats_file is not None and time.monotonic() >= next_stats:
                 stats = [u.to_json() | ({"in_flight": None, "served": None} if on_change else {}) for u in current]
-                if stats != last_stats:
-                    write_json_atomic(stats_file, {"at": time.time(), "replicas": stats})
-                    last_stats = stats
+                minute = None if on_change else metrics.last_minute(started)  # nginx carries the traffic: not seen here
+                if [stats, minute] != last_stats:
+                    write_json_atomic(stats_file, {"at": time.time(), "replicas": stats, "last_minute": minute})
+                    last_stats = [stats, minute]
                 next_stats = time.monotonic() + STATS_EVERY_S
             await asyncio.sleep(CHECK_EVERY_S)
 
@@ -197,6 +219,7 @@ def make_app(route_file: Path, stats_file: Path | None = None,
 
     app = proxy_app(proxy, connect_timeout_s=5)
     app.router.add_get("/glm5_hpc/route", route_info)  # matched before the catch-all
+    app.router.add_get("/glm5_hpc/metrics", scrape)
     app.on_startup.append(start_checks)
     app.on_cleanup.insert(0, stop_checks)
     return app

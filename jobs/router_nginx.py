@@ -45,7 +45,7 @@ http {{
             default_type application/json;
             return 403 '{{"error": "$uri is refused by the glm5_hpc router"}}';
         }}
-        location = /glm5_hpc/route {{ proxy_pass http://127.0.0.1:{hold_port}; }}
+        location ^~ /glm5_hpc/ {{ proxy_pass http://127.0.0.1:{hold_port}; }}  # the route and the metrics
         location / {{
             proxy_pass http://replicas;
             proxy_http_version 1.1;

@@ -172,7 +172,7 @@ def start_gateway(watch: WatchSpec, public_port: int) -> WatchSpec:
 def supervise(spec: WatchSpec, script: str, env: dict[str, str], child: _Child) -> int:
     """Run the server, restarting it per the profile's policy; return the exit code for the job."""
     h = spec.health
-    health = HealthFile(spec.health_file, os.environ.get("SLURM_JOB_ID", ""))
+    health = HealthFile(spec.health_file, os.environ.get("SLURM_JOB_ID", ""), spec.replica, spec.metrics_dir)
     deadline = time.monotonic() + h.ready_timeout_s
     restarts = 0
     requeues = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # Slurm requeued this job (node failure, scontrol)

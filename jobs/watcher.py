@@ -10,6 +10,7 @@ from queueing. The watcher judges; the supervisor in jobs/stage.py decides what 
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
@@ -52,12 +53,16 @@ def read_text(path: Path) -> str:
 
 class HealthFile:
     """The run's health.json: one document, rewritten atomically on every change, shared by the
-    supervisor and the watcher threads of successive attempts."""
+    supervisor and the watcher threads of successive attempts. With `metrics_dir` the same facts
+    go to a Prometheus textfile there (watcher-<job>.prom), which the router serves merged with its own."""
 
-    def __init__(self, path: str, job_id: str) -> None:
+    def __init__(self, path: str, job_id: str, replica: int = 0, metrics_dir: str = "") -> None:
         self.path = Path(path)
         self.lock = threading.Lock()
         self.doc: HealthDoc = {"phase": "starting", "job_id": job_id, "started_at": time.time(), "restarts": 0, "verdicts": []}
+        self.metrics = WatcherMetrics(Path(metrics_dir) / f"watcher-{job_id}.prom", job_id, replica) if metrics_dir else None
+        if self.metrics is not None:  # the job's end takes its metrics out of the router's scrape
+            atexit.register(self.metrics.path.unlink, missing_ok=True)
 
     def record(self, verdicts: Sequence[Verdict] = (), **fields: Any) -> None:
         with self.lock:
@@ -65,6 +70,52 @@ class HealthFile:
                 self.doc["verdicts"] = (self.doc["verdicts"] + [v.to_json() for v in verdicts])[-KEEP_VERDICTS:]
             self.doc.update(fields, updated_at=time.time())
             write_json_atomic(self.path, self.doc)
+            if self.metrics is not None:
+                self.metrics.write(self.doc, verdicts)
+
+
+class WatcherMetrics:
+    """glm5_watcher_phase{phase}, _ready, _restarts, _requeues, _route_holder, _seconds_to_ready and
+    _probes_total{rung,result}, each labelled with the serve job and its replica."""
+
+    def __init__(self, path: Path, job_id: str, replica: int) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.path = path
+        self.labels = {"job_id": job_id, "replica": str(replica)}
+        self.registry = CollectorRegistry()
+        names = ["job_id", "replica"]
+
+        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(f"glm5_watcher_{name}", doc, [*names, *extra], registry=self.registry)
+
+        self.phase = gauge("phase", "1 for the serve job's current health phase", ("phase",))
+        self.ready = gauge("ready", "1 while the server is ready (the full ladder passed, liveness holds)")
+        self.restarts = gauge("restarts", "Server restarts inside the serve job (health.restart)")
+        self.requeues = gauge("requeues", "Times Slurm started the serve job again")
+        self.holder = gauge("route_holder", "1 while this serve job holds its replica's route (gets the router's traffic)")
+        self.to_ready = gauge("seconds_to_ready", "From the serve job's start to ready")
+        self.probes = Counter("glm5_watcher_probes", "Probes by rung and result", [*names, "rung", "result"],
+                              registry=self.registry)  # fmt: skip
+
+    def write(self, doc: HealthDoc, verdicts: Sequence[Verdict]) -> None:
+        from prometheus_client import write_to_textfile
+
+        self.phase.clear()
+        self.phase.labels(**self.labels, phase=str(doc.get("phase"))).set(1)
+        self.ready.labels(**self.labels).set(1 if doc.get("phase") == "ready" else 0)
+        self.restarts.labels(**self.labels).set(int(doc.get("restarts") or 0))
+        self.requeues.labels(**self.labels).set(int(doc.get("requeues") or 0))
+        self.holder.labels(**self.labels).set(1 if doc.get("route") == "holder" else 0)
+        if doc.get("ready_at"):
+            self.to_ready.labels(**self.labels).set(float(doc["ready_at"]) - float(doc["started_at"]))
+        for v in verdicts:
+            self.probes.labels(**self.labels, rung=v.rung, result="ok" if v.ok else "failed").inc()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_to_textfile(str(self.path), self.registry)
+        except OSError as exc:  # metrics are an extra: the health file stays the record
+            print(f"glm5_hpc: watcher: could not write {self.path}: {exc}", file=sys.stderr, flush=True)
 
 
 class Watcher(threading.Thread):

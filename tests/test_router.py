@@ -193,3 +193,54 @@ def test_the_nginx_engine_balances_holds_and_skips_replicas_that_stop_answering(
     assert httpx.post(f"{url}/v1/completions", content=b"{}", timeout=20).json()["served_by"] == "c"
     r = httpx.post(f"{url}/update_weights", content=b"{}")
     assert r.status_code == 403 and "refused by the glm5_hpc router" in r.json()["error"]
+
+
+def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/glm5_hpc/metrics").text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def test_the_metrics_count_what_the_clients_sent_under_load(tmp_path: Path) -> None:
+    """Four clients send completions through the router to two replicas, one of which refuses
+    connections for a while; the scrape's counts equal what the clients saw, the refused
+    connections show as retries, and a watcher's textfile is served with the router's metrics."""
+    from glm5_hpc.domain.health import Verdict
+    from jobs.watcher import WatcherMetrics
+
+    route_file = tmp_path / "route.json"
+    server = Server(router.make_app(route_file, tmp_path / "router-stats.json"), free_port())
+    server.start()
+    assert server.ready.wait(10)
+    url = f"http://127.0.0.1:{server.port}"
+    a, b = upstream("a", delay_s=0.01), upstream("b", delay_s=0.01)
+    set_route(route_file, "100", a.port)
+    set_route(route_file.with_name("route-r1.json"), "101", free_port(), replica=1)  # nothing listens there yet
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda _: httpx.post(f"{url}/v1/completions", timeout=30).status_code, range(200)))
+    set_route(route_file.with_name("route-r1.json"), "102", b.port, replica=1)
+    refused = [httpx.post(f"{url}/update_weights").status_code for _ in range(3)]
+    assert codes == [200] * 200 and refused == [403] * 3
+    watcher = WatcherMetrics(tmp_path / "metrics" / "watcher-100.prom", "100", 0)
+    watcher.write({"phase": "ready", "restarts": 1, "started_at": 10.0, "ready_at": 25.5, "route": "holder"},
+                  [Verdict("completion", True, "Paris")])  # fmt: skip
+
+    def counted() -> bool:
+        s = samples(url)
+        return s.get(("glm5_router_upstream_up", (("job_id", "102"), ("replica", "1")))) == 1.0
+
+    assert eventually(counted, timeout_s=10)  # the checks found the new replica 1 up
+    s = samples(url)
+    assert s[("glm5_router_requests_total", (("route", "/v1/completions"), ("status", "200")))] == 200
+    assert s[("glm5_router_request_seconds_count", (("route", "/v1/completions"),))] == 200
+    assert s[("glm5_router_requests_total", (("route", "other"), ("status", "403")))] == 3
+    assert s[("glm5_router_retries_total", ())] >= 1  # the refused connections to replica 1 were sent again to replica 0
+    assert (
+        s[("glm5_router_route_changes_total", ())] >= 1
+        and s[("glm5_router_upstream_up", (("job_id", "100"), ("replica", "0")))] == 1
+    )
+    assert s[("glm5_watcher_ready", (("job_id", "100"), ("replica", "0")))] == 1
+    assert s[("glm5_watcher_seconds_to_ready", (("job_id", "100"), ("replica", "0")))] == 15.5
+    assert s[("glm5_watcher_probes_total", (("job_id", "100"), ("replica", "0"), ("result", "ok"), ("rung", "completion")))] == 1
+    assert eventually(lambda: json.loads((tmp_path / "router-stats.json").read_text())["last_minute"]["requests"] >= 203, 5)

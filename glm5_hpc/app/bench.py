@@ -136,4 +136,3 @@ def find(store: Store, name: str, ref: str) -> BenchResult:
                 return b
     known = [b["id"] for run in store.require(name)["runs"] for b in run.get("benchmarks", [])]
     raise InputError(f"deployment {name!r} has no benchmark {ref!r} (recorded: {', '.join(known) or 'none'})")
-

@@ -236,5 +236,6 @@ def _watch_spec(profile: Profile, name: str, paths: RunPaths, replica: int = 0) 
         health=profile.health, publish=profile.container.publish, gateway=profile.gateway,
         route_file=str(paths.replica_route_file(replica)) if profile.router.enabled else "", drain_s=profile.router.drain_s,
         replica=replica, ranks=profile.ranks_per_node * profile.stages.serve.nodes, ranks_dir=str(paths.ranks_dir),
+        metrics_dir=str(paths.metrics_dir),
         requeue_lead_s=profile.handover.lead_s if profile.handover.mode == "requeue" else 0,
     )  # fmt: skip

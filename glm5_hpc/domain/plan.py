@@ -13,6 +13,8 @@ from glm5_hpc.domain.patching import digest
 from glm5_hpc.domain.profile import Profile, StageResources
 from glm5_hpc.domain.recipe_patches import SOURCE_PATCHES
 
+METRICS_DIR = "metrics"  # in the deployment's folder, beside its route files
+
 
 @dataclass(frozen=True)
 class StagePlan:
@@ -60,6 +62,11 @@ class RunPaths:
     def handovers_file(self) -> PurePosixPath:
         """The serve jobs that took over from this run's first one, written by the serve jobs."""
         return self.run_dir / "handovers.json"
+
+    @property
+    def metrics_dir(self) -> PurePosixPath:
+        """The watchers' Prometheus textfiles (watcher-<job>.prom), which the router serves with its own metrics."""
+        return self.deployment_dir / METRICS_DIR
 
     @property
     def ranks_dir(self) -> PurePosixPath:

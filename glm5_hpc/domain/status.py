@@ -132,11 +132,12 @@ class DeploymentStatus:
     handovers: int = 0  # serve jobs that took over from this run's first one
     next_serve: str = ""  # a queued successor: "job N, PENDING (BeginTime)"
     replicas: list[ReplicaStatus]  # every copy of the server, replica 0 (the serve stage) first
+    traffic: dict[str, Any]  # through the router (python engine), the last minute: requests, requests_s, p50_ms
     FIELDS = tuple(__annotations__)  # the JSON document's keys, in this order
 
     def __init__(self, name: str, profile: str, run_id: str, stages: list[StageStatus], **fields: Any) -> None:
         self.name, self.profile, self.run_id, self.stages = name, profile, run_id, stages
-        self.last_probe, self.recipe, self.health_history, self.replicas = {}, {}, [], []
+        self.last_probe, self.recipe, self.health_history, self.replicas, self.traffic = {}, {}, [], [], {}
         for key, value in fields.items():
             if key not in self.FIELDS[4:]:
                 raise TypeError(f"DeploymentStatus has no field {key!r}")
@@ -278,6 +279,8 @@ def status_of(rec: Record, infos: dict[str, JobInfo], files: RunFiles) -> Deploy
     )  # fmt: skip
     _health_fields(st, files.health.get(serving[1], {}) if serving and serving[1] else {})
     _router_fields(st, rec, files.router, infos)
+    if st.stable_endpoint and isinstance(minute := files.router_stats.get("last_minute"), dict):
+        st.traffic = minute
     st.route_job = holder
     st.handovers = len(chain) - 1 if chain else 0
     waiting = [j for j, _ in chain if infos.get(j, JobInfo(j, UNKNOWN)).state == "PENDING"]

@@ -28,6 +28,7 @@ class WatchSpec:
     requeue_lead_s: float = 0  # handover.mode requeue: requeue the job this long before its limit (then requeues are expected)
     ranks: int = 1  # MPI ranks of a server across nodes (stages.serve.nodes > 1); each marks its start in ranks_dir/<job id>
     ranks_dir: str = ""
+    metrics_dir: str = ""  # the deployment's metrics/ folder: the watcher's Prometheus textfile (served by the router)
 
 
 class Progress:
