@@ -372,6 +372,8 @@ def format_status(st: Status) -> str:
         lines.append(f"  router:   {stable} (job {st.router_job}{on if st.stable_endpoint else ''}), "
                      f"forwarding to serve job {st.route_job or '-'}"
                      + (f" of run {st.route_run}, not the current run" if st.route_run else ""))  # fmt: skip
+    if st.warning:
+        lines.append(f"  warning:  {st.warning}")
     if st.traffic:
         t = st.traffic
         lines.append(f"  traffic:  {t.get('requests_s', 0):g} requests/s, p50 {t.get('p50_ms', 0):g} ms over the last minute "

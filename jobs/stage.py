@@ -28,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 
 from glm5_hpc.adapters import slurm
+from glm5_hpc.adapters.policies import retry_until
 from glm5_hpc.adapters.secrets import read_secret
 from glm5_hpc.domain.profile import Secret
 from glm5_hpc.domain.render import LIFELINE_ENV, PORT_ENV
@@ -38,6 +39,8 @@ from jobs.handover import HandoverPlan, queue_successor
 from jobs.watcher import HealthFile, Watcher
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
+REQUEUE_MARGIN_S = 5.0  # handover.mode requeue: stop asking this long before the time limit
+REQUEUE_ASK_EVERY_S = 10.0
 
 
 class _Child:
@@ -103,8 +106,6 @@ def run_stage(
     else:
         if handover is not None:
             start_handover(handover, stage, script, watch, secrets)
-        if watch.requeue_lead_s:
-            start_requeue_timer(watch.requeue_lead_s, child.stopping)
         port = free_port() if watch.port == "auto" else int(watch.port)
         if watch.gateway is not None and watch.gateway.enabled:
             watch = start_gateway(watch, port)
@@ -117,21 +118,30 @@ def run_stage(
         raise SystemExit(rc if rc > 0 else 128 - rc)
 
 
-def start_requeue_timer(lead_s: float, stopping: threading.Event) -> None:
+def start_requeue_timer(lead_s: float, stopping: threading.Event, health: HealthFile) -> None:
     """handover.mode requeue, where jobs may not overlap: lead_s before the time limit, ask Slurm to
     requeue this job (the scripts' traps remove the container; the server is down until the
-    requeued job is ready again)."""
+    requeued job is ready again). slurmctld may be down at that moment: the request is retried
+    until REQUEUE_MARGIN_S before the limit; if it never succeeds the job says so in its log and
+    health file (status shows it as a warning) and ends at its limit."""
     job_id = os.environ.get("SLURM_JOB_ID", "")
 
     def timer() -> None:
         end = slurm.job_end_epoch(job_id)
-        if end is None or stopping.wait(max(0.0, end - time.time() - lead_s)):
+        while end is None:  # no answer (slurmctld down at the job's start): ask again
+            if stopping.wait(REQUEUE_ASK_EVERY_S):
+                return
+            end = slurm.job_end_epoch(job_id)
+        if stopping.wait(max(0.0, end - time.time() - lead_s)):
             return
         print(f"glm5_hpc: {lead_s:g}s before the time limit: requeueing job {job_id} (handover.mode requeue)", flush=True)
-        try:
-            slurm.requeue(job_id)
-        except SlurmError as exc:
-            print(f"glm5_hpc: requeue of job {job_id} failed: {exc}", file=sys.stderr, flush=True)
+        failure = retry_until(lambda: slurm.requeue(job_id), end - REQUEUE_MARGIN_S - time.time(), SlurmError, stopping)
+        if failure is None or stopping.is_set():
+            return
+        warning = (f"the requeue before the time limit failed until {REQUEUE_MARGIN_S:g}s before it ({failure}); "
+                   "this job ends at its limit and the deployment with it: glm5_hpc redeploy starts it again")  # fmt: skip
+        print(f"glm5_hpc: {warning}", file=sys.stderr, flush=True)
+        health.record(warning=warning)
 
     threading.Thread(target=timer, name="glm5-requeue", daemon=True).start()
 
@@ -173,6 +183,8 @@ def supervise(spec: WatchSpec, script: str, env: dict[str, str], child: _Child) 
     """Run the server, restarting it per the profile's policy; return the exit code for the job."""
     h = spec.health
     health = HealthFile(spec.health_file, os.environ.get("SLURM_JOB_ID", ""), spec.replica, spec.metrics_dir)
+    if spec.requeue_lead_s:
+        start_requeue_timer(spec.requeue_lead_s, child.stopping, health)
     deadline = time.monotonic() + h.ready_timeout_s
     restarts = 0
     requeues = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # Slurm requeued this job (node failure, scontrol)

@@ -150,7 +150,8 @@ def test_stock_variant_serves_the_checkpoint_as_shipped(
     image = dep["recipe"]["image"]
     assert (image["tensorrt_llm"], image["fit"]) == ("1.3.0", "ok")
     scripts = Path(dep["logs"]).parent / "scripts"
-    assert "--tp_size 8 --ep_size 8 --max_batch_size 128" in (scripts / "serve-container.sh").read_text()
+    # the guide's expert parallelism; the batch is local.yaml's (the guide's 128: tests/golden/docker-stock)
+    assert "--tp_size 8 --ep_size 8 --max_batch_size 8" in (scripts / "serve-container.sh").read_text()
     assert "moe_config:\n  backend: TRTLLM\n" in (scripts / "serve-config.yaml").read_text()  # read: an NVFP4 checkpoint
     # the stock image's flashinfer (0.6.8's layout) has no check that rejects 192: reported, not patched, healthy
     flashinfer = dep["recipe"]["flashinfer"]

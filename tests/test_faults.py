@@ -192,6 +192,37 @@ def test_controller_restart_during_wait(
     assert "healthy: http://127.0.0.1:" in out
 
 
+def test_a_requeue_handover_survives_the_controller_being_down_at_the_requeue_point(
+    make_profile: Callable[..., Path], cleanup_deployments: list[str], controller: None
+) -> None:
+    """handover.mode requeue, 50 s before a 2-minute limit: slurmctld is stopped 10 s before that
+    point and started again 15 s after it. The serve job keeps asking (backing off) until the
+    controller answers, so it is requeued instead of running into its time limit."""
+    profile = make_profile("ctldrq", handover={"mode": "requeue", "lead_s": 50}, stages={"serve": {"time": "00:02:00"}},
+                           serve={"port": "auto"})  # fmt: skip
+    cleanup_deployments.append("ctldrq")
+    glm5("submit", "--profile", str(profile), "--name", "ctldrq", "--wait", "--timeout", "240", check=True)
+    job = status_json("ctldrq")["stages"][2]["job_id"]
+    end = time.mktime(time.strptime(subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True,
+                                                   check=True).stdout.strip(), "%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+    requeue_at = end - 50
+    time.sleep(max(0.0, requeue_at - 10 - time.time()))
+    stop_slurmctld()
+    time.sleep(max(0.0, requeue_at + 15 - time.time()))
+    cluster_up()
+
+    def history() -> list[str]:
+        out = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", job], capture_output=True, text=True)
+        return out.stdout.split()
+
+    assert eventually(lambda: "REQUEUED" in history(), timeout_s=90, interval_s=1), history()
+    assert eventually(lambda: status_json("ctldrq")["healthy"], timeout_s=120, interval_s=1)
+    dep = status_json("ctldrq")
+    assert dep["stages"][2]["job_id"] == job and dep["requeues"] >= 1 and "TIMEOUT" not in history()
+    log = (Path(dep["logs"]) / f"{job}_0_log.out").read_text()
+    assert "requeueing job" in log
+
+
 def test_ctrl_c_during_wait_keeps_the_jobs(
     make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path
 ) -> None:

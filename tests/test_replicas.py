@@ -76,6 +76,8 @@ def test_two_replicas_node_failure_and_scale(
     assert eventually(lambda: all(r["served"] for r in replicas("reps")), timeout_s=30)  # the router uses both
     text = glm5("status", "reps", check=True).stdout
     assert f"replica 1: job {r1['job_id']} RUNNING on {r1['node']}, healthy at " in text and " served" in text
+    assert "  traffic:  " in text and " requests through the router)" in text  # the last minute, from the router
+    assert status_json("reps")["traffic"]["requests"] > 0
 
     # Replica 1's node fails: its job is requeued (restart policy) and waits for a node; replica 0 serves.
     subprocess.run(["scontrol", "update", f"nodename={r1['node']}", "state=down", "reason=glm5-replica-test"], check=True)

@@ -3,6 +3,7 @@
 - Slurm queries (sacct, squeue): retried on transient failures (timeouts, slurmctld down) with
   exponential backoff 1, 2, 4, 8 s, for at most $GLM5_HPC_SLURM_RETRY_S seconds (default 60).
   sbatch is never retried.
+- The requeue before a time limit: retried with backoff 1, 2, 4 s until shortly before the limit.
 - Readiness: poll a check every `poll_interval_s` until it returns a value, the deadline passes,
   or the stop event is set. Sleeping on the event makes a stop immediate.
 """
@@ -42,6 +43,29 @@ def slurm_query_retry(transient: type[Exception]) -> Callable[[Callable[..., T]]
         return call
 
     return decorate
+
+
+def retry_until(
+    action: Callable[[], None], deadline_s: float, transient: type[Exception], stop: threading.Event
+) -> Exception | None:
+    """Run `action` until it succeeds, backing off 1, 2, 4, 4 ... s, for at most deadline_s or until
+    `stop` is set; returns the last failure (None once it succeeded)."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_any, stop_when_event_set, wait_exponential
+
+    def sleep(seconds: float) -> None:
+        stop.wait(seconds)
+
+    policy = Retrying(
+        stop=stop_any(stop_after_delay(max(deadline_s, 0)), stop_when_event_set(stop)), sleep=sleep,
+        wait=wait_exponential(multiplier=1, min=1, max=4), retry=retry_if_exception_type(transient), reraise=True,
+    )  # fmt: skip
+    try:
+        for attempt in policy:
+            with attempt:
+                action()
+    except transient as exc:
+        return exc
+    return None
 
 
 def poll_until(check: Callable[[], T | None], deadline_s: float, poll_interval_s: float, stop: threading.Event) -> T | None:

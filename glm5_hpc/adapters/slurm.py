@@ -77,14 +77,32 @@ def query(job_ids: Sequence[str]) -> dict[str, JobInfo]:
     return merge(ids, accounted, live[0])
 
 
+ENDED_STATES = "BF,CA,CD,DL,F,NF,OOM,PR,TO"  # every state a job ends in (22.05 to 26.05 know these)
+
+
 def find_jobs(comment: str, since_epoch: float) -> dict[str, str]:
-    """{job id: job name} of my jobs carrying `comment` (live ones from squeue, finished ones from
-    sacct): how a job whose id was never recorded is found again. Called only for interrupted runs."""
+    """{job id: job name} of my jobs carrying `comment`: how a job whose id was never recorded is
+    found again. Called only for interrupted runs. squeue --states=all lists every job slurmctld
+    still holds, ended ones included (for MinJobAge), before accounting may have them; sacct the
+    older ones (accounted_with_comment)."""
+    live = _run(["squeue", "-h", "-u", getpass.getuser(), "--states=all", "-o", "%i|%j|%k"])
+    return {**accounted_with_comment(comment, since_epoch), **_with_comment(live, comment)}
+
+
+def accounted_with_comment(comment: str, since_epoch: float) -> dict[str, str]:
+    """{job id: job name} of my jobs carrying `comment` that ended since `since_epoch`, from sacct,
+    asked by end state: a plain `-S` window selects by eligible time and so leaves out a job whose
+    eligible time is Unknown (a dependant killed by --kill-on-invalid-dep) or still in the future
+    (a --begin job cancelled before it started); with `-s` the window applies to the job's end."""
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since_epoch - 60))
-    live = _run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%j|%k"])
-    finished = _run(["sacct", "-X", "-P", "-n", "-S", since, "-u", getpass.getuser(), "-o", "JobID,JobName,Comment"])
+    return _with_comment(_run(["sacct", "-X", "-P", "-n", "-S", since, "-E", "now", "-s", ENDED_STATES, "-u",
+                               getpass.getuser(), "-o", "JobID,JobName,Comment"]), comment)  # fmt: skip
+
+
+def _with_comment(listing: str, comment: str) -> dict[str, str]:
+    """{job id: job name} from `id|name|comment` lines whose comment is `comment`."""
     found: dict[str, str] = {}
-    for line in (live + finished).splitlines():
+    for line in listing.splitlines():
         parts = line.split("|", 2)
         if len(parts) == 3 and parts[2] == comment:
             found.setdefault(parts[0], parts[1])

@@ -112,6 +112,7 @@ class DeploymentStatus:
     phase: Phase = Phase.WAITING
     healthy: bool = False
     health_reason: str = ""
+    warning: str = ""  # what the serve job reports beside its health (a requeue before the time limit that failed)
     completion: str = ""
     failure: str = ""
     restarts: int = 0  # server restarts inside the serve job
@@ -335,6 +336,7 @@ def _health_fields(st: DeploymentStatus, health: HealthDoc) -> None:
         return
     st.restarts = int(health.get("restarts", 0))
     st.requeues = int(health.get("requeues", 0))
+    st.warning = str(health.get("warning", ""))
     st.last_probe = (health.get("verdicts") or [{}])[-1]
     if serve.state == "RUNNING":
         st.phase = Phase.of(health.get("phase", "waiting"))
