@@ -12,7 +12,7 @@ from tensorrt_llm.llmapi.world import World, log
 def main() -> int:
     world = World()
     world.join()
-    while not world.beat_file(0).exists():  # rank 0 may start later; MPI init waits for it too
+    while not world.alive(0):  # rank 0 may start later; MPI init waits for it too
         time.sleep(0.2)
     log(f"rank {world.rank}: worker running (rank 0 serves HTTP)")
     world.end_when_lost(range(0, 1))

@@ -67,11 +67,18 @@ class World:
 
         threading.Thread(target=beat, name="standin-beat", daemon=True).start()
 
+    def alive(self, r: int) -> bool:
+        """Rank r beats now (a file left by an earlier attempt of the same job step does not count)."""
+        try:
+            return time.time() - self.beat_file(r).stat().st_mtime <= self.timeout_s
+        except FileNotFoundError:
+            return False
+
     def wait_all(self) -> None:
         """Rank 0: block until every rank has joined, as MPI's init does."""
         last = -1
         while True:
-            joined = sum(self.beat_file(r).exists() for r in range(self.size))
+            joined = sum(self.alive(r) for r in range(self.size))
             if joined != last:
                 log(f"waiting for ranks: {joined} of {self.size} joined")
                 last = joined
