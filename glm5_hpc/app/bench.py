@@ -64,9 +64,9 @@ def bench(name: str | None, plan: BenchPlan, url: str | None = None, model: str 
         raise InputError("--url needs --model (the model id the server lists in /v1/models)")
     target = (url or (reach.url if reach else "")).rstrip("/")
     on_node = reach if url is None and reach is not None and needs_relay(reach) else None
-    existing = [p.name for p in Path(out_dir).iterdir()] if out_dir and Path(out_dir).is_dir() else []
-    bench_id = plans.new_id(existing)
-    artifacts = Path(out_dir or "glm5_hpc-bench").resolve() / bench_id
+    base = Path(out_dir or "glm5_hpc-bench").resolve()
+    bench_id = plans.new_id([p.name for p in base.iterdir()] if base.is_dir() else [])
+    artifacts = base / bench_id
     artifacts.mkdir(parents=True, exist_ok=True)
     argv = plans.aiperf_argv(aiperf or "aiperf", plan, target, model, tokenizer or model, str(artifacts))
     where = f"node {on_node.node} (a step of serve job {on_node.job_id})" if on_node else "here"
