@@ -21,15 +21,18 @@ class Outcome:
 
 
 class LoadClient(threading.Thread):
-    def __init__(self, url: str, model: str, pause_s: float = 0.05, timeout_s: float = 60, max_tokens: int = 16) -> None:
+    def __init__(self, url: str, model: str, pause_s: float = 0.05, timeout_s: float = 60, max_tokens: int = 16,
+                 full_length: bool = False) -> None:  # fmt: skip
         super().__init__(name="load-client", daemon=True)
         self.url, self.model, self.pause_s, self.timeout_s = url, model, pause_s, timeout_s
         self.max_tokens = max_tokens
+        self.full_length = full_length  # ignore_eos: every answer exactly max_tokens long
         self.outcomes: list[Outcome] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
-        body = {"model": self.model, "prompt": "The capital of France is", "max_tokens": self.max_tokens}
+        body = {"model": self.model, "prompt": "The capital of France is", "max_tokens": self.max_tokens,
+                **({"ignore_eos": True} if self.full_length else {})}  # fmt: skip
         with httpx.Client(timeout=self.timeout_s) as client:
             while not self.stop.is_set():
                 sent = time.monotonic()

@@ -57,7 +57,8 @@ def throughput(root: Path, replicas: int, seconds: float) -> dict[str, Any]:
     env = bench_env(root / "state")
     glm5("submit", "--profile", str(path), "--name", name, "--wait", "--timeout", "400", env=env)
     (dep,) = json.loads(glm5("status", name, "--json", env=env))["deployments"]
-    clients = [LoadClient(dep["stable_endpoint"], MODEL, pause_s=0, max_tokens=MAX_TOKENS) for _ in range(CLIENTS)]
+    clients = [LoadClient(dep["stable_endpoint"], MODEL, pause_s=0, max_tokens=MAX_TOKENS, full_length=True)
+               for _ in range(CLIENTS)]  # fmt: skip
     for c in clients:
         c.start()
     time.sleep(3)  # past the first requests' queueing
@@ -129,7 +130,7 @@ def wrk(url: str, connections: int, seconds: float) -> dict[str, float]:
     unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
     def pct(p: str) -> float:
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)  # wrk pads "1.43s "
         assert m, out
         return float(m.group(1)) * unit[m.group(2)]
 
