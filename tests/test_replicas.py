@@ -1,6 +1,7 @@
 """Replicas (serve.replicas) on the multi-node local cluster, under continuous client load through
 the router: two 8-GPU replicas serve from the two GPU nodes; one node fails and only a request it
-held may fail; the replica comes back when the node does; scale 2 -> 1 -> 2 with no failed request."""
+held may fail; the replica comes back when the node does; scale 2 -> 1 -> 2 with no failed request;
+a rolling redeploy with no node free for an extra replica, with no failed request."""
 
 from __future__ import annotations
 
@@ -105,9 +106,23 @@ def test_two_replicas_node_failure_and_scale(
     scaled = finish("scale 2 -> 1 -> 2", clients)
     assert all(s["failed"] == 0 for s in scaled), scaled
     new = replicas("reps")[1]
+    assert new["replica"] == 2
+
+    # A rolling redeploy with no node free for an extra replica: an old one makes room each time.
+    clients = start_clients(first["stable_endpoint"])
+    before = status_json("reps")
+    proc = glm5("redeploy", "reps", "--no-downtime", "--timeout", "240", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(Resources): replica 0 of run " in proc.stdout and "(Resources): replica 2 of run " in proc.stdout
+    rolled = finish("rolling redeploy of 2 replicas with no free node", clients)
+    assert all(s["failed"] == 0 for s in rolled), rolled
+    after = status_json("reps")
+    assert after["healthy"] and after["run_id"] != before["run_id"] and [r["replica"] for r in after["replicas"]] == [0, 1]
+    old_jobs = {r["job_id"] for r in before["replicas"]}
+    assert not old_jobs & squeue_ids() and not old_jobs & {r["job_id"] for r in after["replicas"]}
     glm5("cancel", "reps", check=True)
     assert eventually(lambda: not comment_jobs("reps"), timeout_s=60)
-    assert new["replica"] == 2 and new["job_id"] not in squeue_ids()
+    assert not {r["job_id"] for r in after["replicas"]} & squeue_ids()
 
 
 def test_rolling_redeploy_of_two_replicas_and_its_rollback(

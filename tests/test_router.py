@@ -18,7 +18,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from glm5_hpc.domain.route import Route, may_claim, superseded
+from glm5_hpc.domain.route import Route, may_claim, slot_to_free, superseded
 from jobs import router
 from jobs.router_nginx import NginxFront
 from tests.conftest import eventually
@@ -156,6 +156,14 @@ def test_only_a_newer_job_takes_the_route() -> None:
     assert may_claim(None, "5") and may_claim(held, "1200") and may_claim(held, "1201")
     assert not may_claim(held, "1199") and not may_claim(held, "999")  # numeric, not text, order
     assert superseded(held, "1199") and not superseded(held, "1200") and not superseded(None, "1")
+
+
+def test_with_no_free_node_an_old_replica_makes_room_but_never_the_last_one() -> None:
+    assert slot_to_free(0, {0, 1}, new_healthy=0) == 0  # the slot being replaced, while the other serves
+    assert slot_to_free(1, {1}, new_healthy=1) == 1  # the new replica 0 serves meanwhile
+    assert slot_to_free(1, {0, 2}, new_healthy=0) == 2  # slot 1 scaled away earlier: the highest old one
+    assert slot_to_free(0, {0}, new_healthy=0) is None  # one replica: taking it out is downtime
+    assert slot_to_free(0, set(), new_healthy=2) is None
 
 
 @pytest.fixture

@@ -10,10 +10,12 @@ failed new job never replaces a healthy old one.
 With several replicas (serve.replicas, or an old run that has them) the replacement rolls: the
 new run starts with replica 0 alone, and each further replica is submitted once the ones before
 it are healthy. Each new replica takes over its slot's route, so the old replica of that slot
-retires; at most one extra replica runs at any time, and no slot is ever without a healthy
-server. If a new replica fails, the new run is abandoned as above and each old slot whose server
-already retired gets a fresh serve job of the old run (recorded as a successor in its handovers
-file), which takes its route back once healthy.
+retires; at most one extra replica runs at any time. When no node is free for the extra one (its
+job pends for a node for SURGE_WAIT_S), an old replica is taken out first (out of the rotation,
+drained, cancelled) and the new one starts on its node: never fewer than N-1 healthy replicas.
+If a new replica fails, the new run is abandoned as above and each old slot whose server already
+retired gets a fresh serve job of the old run (recorded as a successor in its handovers file),
+which takes its route back once healthy.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from pathlib import Path, PurePosixPath
 from glm5_hpc.adapters import slurm
 from glm5_hpc.adapters.files import read_json, read_json_list, write_json_atomic
 from glm5_hpc.adapters.resources import load_profile
-from glm5_hpc.adapters.run_files import read_run_files, run_job_ids
+from glm5_hpc.adapters.run_files import read_handovers, read_replica_handovers, read_run_files, run_job_ids
 from glm5_hpc.adapters.store import Store
-from glm5_hpc.app.cancel import cancel_live_jobs
+from glm5_hpc.app.cancel import cancel_live_jobs, wait_gone
 from glm5_hpc.app.record_repair import adopt_live_jobs
 from glm5_hpc.app.router_job import ensure_router
 from glm5_hpc.app.scale import add_replicas
@@ -36,10 +38,12 @@ from glm5_hpc.app.waiting import WaitFailedError, wait
 from glm5_hpc.domain.names import SERVE
 from glm5_hpc.domain.plan import RunPaths
 from glm5_hpc.domain.record import Record, Run, current_run, job_ids, live_replicas, profile_of
-from glm5_hpc.domain.status import DeploymentStatus, queried_ids, replica_chains, status_of
+from glm5_hpc.domain.route import NO_NODE_REASONS, slot_to_free
+from glm5_hpc.domain.status import DeploymentStatus, RunFiles, queried_ids, replica_chains, status_of
 from glm5_hpc.errors import InputError, SlurmError, StateError
 
 RETIRE_MARGIN_S = 60.0  # beyond router.drain_s, for the old serve job to notice the move and end
+SURGE_WAIT_S = 10.0  # a new replica pending this long for want of a node: an old one makes room
 
 
 def _run(rec: Record, run_id: str) -> Run | None:
@@ -74,8 +78,9 @@ def redeploy_no_downtime(
         store.save(rec)
     report(f"new run {new['run_id']} submitted beside run {old['run_id']}, which keeps serving"
            + (f"; {replicas} replica(s), one at a time" if rolling else ""))  # fmt: skip
+    room = _MakeRoom(store, name, old["run_id"], profile.router.drain_s, report) if rolling else None
     try:
-        st = wait(name, timeout_s, report)
+        st = wait(name, timeout_s, report, on_status=room)
         for index in range(1, replicas):
             with store.locked(name):
                 rec = store.require(name)
@@ -83,7 +88,9 @@ def redeploy_no_downtime(
                 if run is None:
                     raise StateError(f"run {new['run_id']} left the record of {name!r} during the redeploy")
                 add_replicas(store, rec, run, profile, name, [index], report)
-            st = wait(name, timeout_s, report)
+            if room is not None:
+                room.filling = index
+            st = wait(name, timeout_s, report, on_status=room)
     except (WaitFailedError, SlurmError) as exc:
         _abandon(store, name, new["run_id"], str(exc))
         restored = _restore(store, name, old["run_id"], timeout_s, report) if rolling else ""
@@ -104,6 +111,57 @@ def redeploy_no_downtime(
             Path(r["route_file"]).unlink(missing_ok=True)
     _retire(store, name, old["run_id"], profile.router.drain_s + RETIRE_MARGIN_S)
     return st
+
+
+class _MakeRoom:
+    """Watches the rolling wait: when the new replica for slot `filling` pends for want of a node
+    for SURGE_WAIT_S, one old replica leaves the rotation, drains and is cancelled, so that the new
+    one starts on its node (domain/route.py::slot_to_free picks it; never the last one serving).
+    The rollback (_restore) gives such a slot a fresh serve job like any retired one."""
+
+    def __init__(self, store: Store, name: str, old_run_id: str, drain_s: float, report: Callable[[str], None]) -> None:
+        self.store, self.name, self.old_run_id, self.drain_s, self.report = store, name, old_run_id, drain_s, report
+        self.filling = 0
+        self.since: float | None = None
+
+    def __call__(self, st: DeploymentStatus) -> None:
+        state, reason, job_id = _slot_job(st, self.filling)
+        if state != "PENDING" or reason not in NO_NODE_REASONS:
+            self.since = None
+            return
+        self.since = self.since or time.monotonic()
+        if time.monotonic() - self.since < SURGE_WAIT_S:
+            return
+        self.since = None
+        with self.store.locked(self.name):
+            old = _run(self.store.require(self.name), self.old_run_id)
+            if old is None:
+                return
+            chains = replica_chains(old, RunFiles(handovers=read_handovers(old), replica_handovers=read_replica_handovers(old)))
+            infos = slurm.query([j for chain in chains.values() for j, _ in chain])
+            serving = {i: [j for j, _ in chain if infos.get(j) is not None and infos[j].live] for i, chain in chains.items()}
+            slot = slot_to_free(self.filling, {i for i, live in serving.items() if live}, sum(r.healthy for r in st.replicas))
+            if slot is None:
+                return
+            routes = {0: old.get("route_file", "")} | {r["index"]: r["route_file"] for r in live_replicas(old)}
+            route = routes[slot]
+            if route and read_json(route).get("job_id") in serving[slot]:
+                Path(route).unlink(missing_ok=True)  # out of the rotation: no new request reaches it
+        self.report(f"no node is free for job {job_id} ({reason}): replica {slot} of run {self.old_run_id} makes room, "
+                    f"out of the rotation, draining {self.drain_s:g}s")  # fmt: skip
+        time.sleep(self.drain_s)
+        slurm.cancel(serving[slot])
+        wait_gone(serving[slot])
+        self.report(f"cancelled serve job(s) {', '.join(serving[slot])} of replica {slot}")
+
+
+def _slot_job(st: DeploymentStatus, index: int) -> tuple[str, str, str]:
+    """(Slurm state, pending reason, job id) of the new run's serve job for replica `index`."""
+    if index == 0:
+        serve = st.stage(SERVE)
+        return (serve.state, serve.reason, serve.job_id or "") if serve else ("", "", "")
+    r = next((r for r in st.replicas if r.replica == index), None)
+    return (r.state, r.reason, r.job_id or "") if r else ("", "", "")
 
 
 def _abandon(store: Store, name: str, run_id: str, why: str) -> None:

@@ -25,7 +25,7 @@ class WaitFailedError(Glm5Error):
 
 def wait(
     name: str, timeout_s: float | None, report: Callable[[str], None], store: Store | None = None,
-    max_query_interval_s: float = 10.0,
+    max_query_interval_s: float = 10.0, on_status: Callable[[DeploymentStatus], None] | None = None,
 ) -> DeploymentStatus:  # fmt: skip
     store = store or Store()
     rec = store.require(name)
@@ -50,7 +50,8 @@ def wait(
         for r in st.replicas[1:]:
             where = f" job {r.job_id}" + (f" on {r.node}" if r.node else "") if r.job_id else ""
             health = f", {r.phase}" if r.state == "RUNNING" else ""
-            show(f"replica {r.replica}", f"replica {r.replica}: {r.state}{where}{health}")
+            why = f" ({r.reason})" if r.state == "PENDING" and r.reason else ""
+            show(f"replica {r.replica}", f"replica {r.replica}: {r.state}{why}{where}{health}")
         serve = st.stage(SERVE)
         if serve is not None and serve.state == "RUNNING":
             detail = f" ({st.health_reason})" if st.phase in (Phase.WAITING_FOR_RANKS, Phase.HUNG) else ""
@@ -59,6 +60,8 @@ def wait(
                 show("warmup", warmup_progress(log_tail(log_path(st.logs, serve.job_id), 3)))
         if st.healthy:
             return st
+        if on_status is not None:
+            on_status(st)
         if st.failure:
             raise WaitFailedError(st.failure)
         if deadline and time.monotonic() > deadline:

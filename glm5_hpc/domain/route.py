@@ -49,3 +49,15 @@ def may_claim(current: Route | None, job_id: str) -> bool:
 def superseded(current: Route | None, job_id: str) -> bool:
     """Has a newer job taken the route from `job_id`?"""
     return current is not None and _order(current.job_id) > _order(job_id)
+
+
+NO_NODE_REASONS = frozenset({"Resources", "Priority"})  # Slurm's pending reasons when no node is free for a job
+
+
+def slot_to_free(filling: int, old_serving: set[int], new_healthy: int) -> int | None:
+    """A rolling replacement whose new replica for slot `filling` finds no free node: the old slot
+    to take out first, so that the new one starts on its node. The same slot if it still serves,
+    else the highest old one; None if that would leave no healthy replica (one replica: no surge, no room)."""
+    if not old_serving or len(old_serving) + new_healthy < 2:
+        return None
+    return filling if filling in old_serving else max(old_serving)

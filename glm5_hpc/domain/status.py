@@ -322,6 +322,8 @@ def _replicas(st: DeploymentStatus, run: Run, files: RunFiles, infos: dict[str, 
             reason = str(health.get("reason", ""))
         elif info.state not in ("PENDING", "RUNNING", UNKNOWN):
             phase, reason = Phase.ENDED, str(health.get("reason", "")) if mine else ""
+        elif info.state == "PENDING":
+            reason = info.reason
         found.append(ReplicaStatus(index, job, info.state, info.node, endpoint, phase, phase is Phase.READY, reason))
     return [r._replace(in_flight=c.get("in_flight"), served=c.get("served")) if (c := counts.get(r.job_id or "")) else r
             for r in found]  # fmt: skip
