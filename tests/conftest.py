@@ -42,6 +42,15 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[var] = str(home / sub)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Two workers (pyproject: -n 2 --dist loadgroup): every test on the test instance runs on one
+    of them, in file order, as they share its nodes and GPUs; the rest (unit tests, and the other
+    Slurm releases, which are clusters of their own) on the other, at the same time."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("cluster" if "cluster" in item.fixturenames else "apart"))
+
+
 @pytest.fixture(scope="session")
 def cluster() -> None:
     """The local cluster and stand-in assets, started once (both commands are idempotent)."""

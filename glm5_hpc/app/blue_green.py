@@ -123,10 +123,11 @@ class _MakeRoom:
         self.store, self.name, self.old_run_id, self.drain_s, self.report = store, name, old_run_id, drain_s, report
         self.filling = 0
         self.since: float | None = None
+        self.made_for: set[int] = set()  # at most one old replica out per new one: never below N-1
 
     def __call__(self, st: DeploymentStatus) -> None:
         state, reason, job_id = _slot_job(st, self.filling)
-        if state != "PENDING" or reason not in NO_NODE_REASONS:
+        if state != "PENDING" or reason not in NO_NODE_REASONS or self.filling in self.made_for:
             self.since = None
             return
         self.since = self.since or time.monotonic()
@@ -139,20 +140,22 @@ class _MakeRoom:
                 return
             chains = replica_chains(old, RunFiles(handovers=read_handovers(old), replica_handovers=read_replica_handovers(old)))
             infos = slurm.query([j for chain in chains.values() for j, _ in chain])
-            serving = {i: [j for j, _ in chain if infos.get(j) is not None and infos[j].live] for i, chain in chains.items()}
-            slot = slot_to_free(self.filling, {i for i, live in serving.items() if live}, sum(r.healthy for r in st.replicas))
+            live = {i: [j for j, _ in chain if infos.get(j) is not None and infos[j].live] for i, chain in chains.items()}
+            serving = {i for i, ids in live.items() if any(infos[j].state == "RUNNING" for j in ids)}
+            slot = slot_to_free(self.filling, serving, sum(r.healthy for r in st.replicas))
             if slot is None:
                 return
+            self.made_for.add(self.filling)
             routes = {0: old.get("route_file", "")} | {r["index"]: r["route_file"] for r in live_replicas(old)}
             route = routes[slot]
-            if route and read_json(route).get("job_id") in serving[slot]:
+            if route and read_json(route).get("job_id") in live[slot]:
                 Path(route).unlink(missing_ok=True)  # out of the rotation: no new request reaches it
         self.report(f"no node is free for job {job_id} ({reason}): replica {slot} of run {self.old_run_id} makes room, "
                     f"out of the rotation, draining {self.drain_s:g}s")  # fmt: skip
         time.sleep(self.drain_s)
-        slurm.cancel(serving[slot])
-        wait_gone(serving[slot])
-        self.report(f"cancelled serve job(s) {', '.join(serving[slot])} of replica {slot}")
+        slurm.cancel(live[slot])
+        wait_gone(live[slot])
+        self.report(f"cancelled serve job(s) {', '.join(live[slot])} of replica {slot}")
 
 
 def _slot_job(st: DeploymentStatus, index: int) -> tuple[str, str, str]:
