@@ -2,9 +2,10 @@
 podman and the TensorRT-LLM stand-in; the session fixture starts them and FAILS the run if they
 cannot start.
 
-The suite has a cluster of its own: the `test` instance of scripts/local-cluster (its own
-slurmctld, nodes tcpu1, tgpu1 and tgpu2, and SLURM_CONF), so it never needs, shows or touches the
-jobs of the `main` instance where the README's first command deploys. Every Slurm command of the
+The suite has clusters of its own: the `test` and `test2` instances of scripts/local-cluster (each
+its own slurmctld, nodes tcpu1, tgpu1, tgpu2 or ucpu1, ugpu1, ugpu2, and SLURM_CONF), one per
+pytest worker, so it never needs, shows or touches the jobs of the `main` instance where the
+README's first command deploys. Every Slurm command of the
 suite, and of what it runs, reads SLURM_CONF set here. HOME and the XDG directories point into a
 temporary directory for the same reason: no test writes the user's own state or config.
 """
@@ -29,9 +30,14 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 STANDIN = REPO / "standin"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-_ports = itertools.count(18100)
-SLURM_CONF = "/etc/slurm-glm5-test/slurm.conf"
-CPU_NODE, GPU_NODES = "tcpu1", ("tgpu1", "tgpu2")
+# Two pytest workers (pyproject: -n 2 --dist loadfile), each with a cluster of its own: worker gw0
+# runs on the `test` instance, gw1 on `test2` (scripts/local-cluster). A file's tests run on one
+# worker, one after another; the two instances share only munge, MariaDB/slurmdbd and podman.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+INSTANCE, PREFIX, CLUSTER_NAME = (("test", "t", "glm5test"), ("test2", "u", "glm5test2"))[WORKER]
+SLURM_CONF = f"/etc/slurm-glm5-{INSTANCE}/slurm.conf"
+CPU_NODE, GPU_NODES = f"{PREFIX}cpu1", (f"{PREFIX}gpu1", f"{PREFIX}gpu2")
+_ports = itertools.count(18100 + 1000 * WORKER)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,19 +48,10 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[var] = str(home / sub)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Two workers (pyproject: -n 2 --dist loadgroup): every test on the test instance runs on one
-    of them, in file order, as they share its nodes and GPUs; the rest (unit tests, and the other
-    Slurm releases, which are clusters of their own) on the other, at the same time."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("cluster" if "cluster" in item.fixturenames else "apart"))
-
-
 @pytest.fixture(scope="session")
 def cluster() -> None:
     """The local cluster and stand-in assets, started once (both commands are idempotent)."""
-    for cmd in (["scripts/local-cluster", "--instance", "test", "up"], ["scripts/standin-assets"]):
+    for cmd in (["scripts/local-cluster", "--instance", INSTANCE, "up"], ["scripts/standin-assets"]):
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             pytest.fail(f"{' '.join(cmd)} failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
@@ -153,7 +150,7 @@ def eventually(check: Callable[[], bool], timeout_s: float = 60, interval_s: flo
 ROUTED = {  # the router job runs on the CPU node: the serve endpoint and the router listen on their nodes' addresses
     "serve": {"host": "0.0.0.0", "port": "auto"},
 }
-_router_ports = itertools.count(18400)
+_router_ports = itertools.count(18400 + 1000 * WORKER)
 MODEL = "GLM-5-nvfp4-v1"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GLM5_HPC, MODEL, STANDIN, copy_checkpoint, eventually, glm5
+from tests.conftest import GLM5_HPC, GPU_NODES, MODEL, STANDIN, copy_checkpoint, eventually, glm5
 
 pytestmark = pytest.mark.usefixtures("cluster")
 AIPERF = "/srv/glm5-local/aiperf/bin/aiperf"
@@ -41,7 +41,7 @@ def test_bench_a_deployment_table_json_picture_record_and_compare(
     # concurrency while the batch has room; beyond 8 sequences requests queue, so latency climbs.
     assert rows[4]["output_tokens_s"] > 1.5 * rows[1]["output_tokens_s"], rows
     assert rows[16]["e2e"]["p50"] > 1.3 * rows[4]["e2e"]["p50"], rows
-    assert result["where"] == "tgpu1" or result["where"] == "tgpu2"  # a loopback endpoint: run on the serve node
+    assert result["where"] in GPU_NODES  # a loopback endpoint: run on the serve node
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and result["plot"] == str(plot)
     assert (Path(result["artifacts"]) / "concurrency_16" / "profile_export_aiperf.json").is_file()
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import (
+    CLUSTER_NAME,
     GLM5_HPC,
     comment_jobs,
     containers,
@@ -125,13 +126,13 @@ def test_a_stale_container_of_a_dead_job_is_removed_by_the_next_job(
         capture_output=True, text=True, check=True,
     ).stdout.split()[0]  # fmt: skip
     subprocess.run(
-        ["podman", "run", "-d", "--name", stale, "--label", "glm5_hpc.cluster=glm5test", "--label", f"glm5_hpc.deployment={name}",
-         "--label", "glm5_hpc.job=999999", image, "sleep", "600"],
+        ["podman", "run", "-d", "--name", stale, "--label", f"glm5_hpc.cluster={CLUSTER_NAME}",
+         "--label", f"glm5_hpc.deployment={name}", "--label", "glm5_hpc.job=999999", image, "sleep", "600"],
         capture_output=True, check=True,
     )  # fmt: skip
     other = "glm5-staleother-serve-999998"  # another deployment's: not this deployment's to remove
     subprocess.run(
-        ["podman", "run", "-d", "--name", other, "--label", "glm5_hpc.cluster=glm5test",
+        ["podman", "run", "-d", "--name", other, "--label", f"glm5_hpc.cluster={CLUSTER_NAME}",
          "--label", "glm5_hpc.deployment=staleother", image, "sleep", "600"],
         capture_output=True, check=True,
     )  # fmt: skip

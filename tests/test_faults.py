@@ -20,6 +20,7 @@ from tests.conftest import (
     CPU_NODE,
     GLM5_HPC,
     GPU_NODES,
+    INSTANCE,
     REPO,
     containers,
     eventually,
@@ -60,7 +61,7 @@ def stop_slurmctld() -> None:
 
 
 def cluster_up() -> None:
-    subprocess.run([str(REPO / "scripts" / "local-cluster"), "--instance", "test", "up"], check=True, capture_output=True)
+    subprocess.run([str(REPO / "scripts" / "local-cluster"), "--instance", INSTANCE, "up"], check=True, capture_output=True)
 
 
 @pytest.fixture
@@ -145,7 +146,11 @@ def test_submit_with_the_controller_down_submits_nothing(
     profile = make_profile("noctl")
     stop_slurmctld()
     proc = subprocess.run(
-        [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", "noctl"], capture_output=True, text=True, timeout=300
+        [str(GLM5_HPC), "submit", "--profile", str(profile), "--name", "noctl"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "GLM5_HPC_SLURM_RETRY_S": "5"},
     )
     assert proc.returncode == 1
     # submit first looks for the deployment's jobs in the queue (adoption by comment): with no
@@ -195,20 +200,20 @@ def test_controller_restart_during_wait(
 def test_a_requeue_handover_survives_the_controller_being_down_at_the_requeue_point(
     make_profile: Callable[..., Path], cleanup_deployments: list[str], controller: None
 ) -> None:
-    """handover.mode requeue, 50 s before a 2-minute limit: slurmctld is stopped 10 s before that
-    point and started again 15 s after it. The serve job keeps asking (backing off) until the
+    """handover.mode requeue, 28 s before a 1-minute limit: slurmctld is stopped 8 s before that
+    point and started again 6 s after it. The serve job keeps asking (backing off) until the
     controller answers, so it is requeued instead of running into its time limit."""
-    profile = make_profile("ctldrq", handover={"mode": "requeue", "lead_s": 50}, stages={"serve": {"time": "00:02:00"}},
+    profile = make_profile("ctldrq", handover={"mode": "requeue", "lead_s": 28}, stages={"serve": {"time": "00:01:00"}},
                            serve={"port": "auto"})  # fmt: skip
     cleanup_deployments.append("ctldrq")
     glm5("submit", "--profile", str(profile), "--name", "ctldrq", "--wait", "--timeout", "240", check=True)
     job = status_json("ctldrq")["stages"][2]["job_id"]
     end = time.mktime(time.strptime(subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True,
                                                    check=True).stdout.strip(), "%Y-%m-%dT%H:%M:%S"))  # fmt: skip
-    requeue_at = end - 50
-    time.sleep(max(0.0, requeue_at - 10 - time.time()))
+    requeue_at = end - 28
+    time.sleep(max(0.0, requeue_at - 8 - time.time()))
     stop_slurmctld()
-    time.sleep(max(0.0, requeue_at + 15 - time.time()))
+    time.sleep(max(0.0, requeue_at + 6 - time.time()))
     cluster_up()
 
     def history() -> list[str]:

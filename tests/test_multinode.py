@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import CPU_NODE, GLM5_HPC, GPU_NODES, MODEL, eventually, glm5, squeue_ids, status_json
+from tests.conftest import CPU_NODE, GLM5_HPC, GPU_NODES, MODEL, PREFIX, eventually, glm5, squeue_ids, status_json
 
 pytestmark = pytest.mark.usefixtures("cluster")
 STOCK_IMAGE = "localhost/glm5-standin/tensorrt-llm-release:1.3.0"
@@ -65,15 +65,16 @@ def test_a_router_that_could_not_reach_the_endpoint_is_refused_before_submitting
     assert not squeue_ids() - before  # nothing was submitted
 
 
+GPU = rf"({PREFIX}gpu\d)"  # the serve node's name
 ENDPOINT_KINDS: dict[str, tuple[dict[str, Any], str, str]] = {
     # profile overrides, what status says, scope
-    "loopback": ({}, r"http://127\.0\.0\.1:\d+ \(loopback of node (tgpu\d), reachable on that node only\)", "node"),
+    "loopback": ({}, rf"http://127\.0\.0\.1:\d+ \(loopback of node {GPU}, reachable on that node only\)", "node"),
     "node-address": ({"serve": {"host": "0.0.0.0"}},
-                     r"http://10\.77\.0\.\d+:\d+ \(node (tgpu\d)'s address, reachable from every node\)", "cluster"),
+                     rf"http://10\.77\.0\.\d+:\d+ \(node {GPU}'s address, reachable from every node\)", "cluster"),
     "bridge-ip": ({"container": {"network": "bridge"}, "serve": {"host": None}},
-                  r"http://10\.88\.\d+\.\d+:\d+ \(container bridge IP on node (tgpu\d), reachable from that node only\)", "node"),
+                  rf"http://10\.88\.\d+\.\d+:\d+ \(container bridge IP on node {GPU}, reachable from that node only\)", "node"),
     "published": ({"container": {"network": "bridge", "publish": True}, "serve": {"host": None}},
-                  r"http://10\.77\.0\.\d+:\d+ \(published on node (tgpu\d), reachable from every node\)", "cluster"),
+                  rf"http://10\.77\.0\.\d+:\d+ \(published on node {GPU}, reachable from every node\)", "cluster"),
 }  # fmt: skip
 
 

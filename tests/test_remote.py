@@ -19,7 +19,7 @@ import yaml
 
 from glm5_hpc.api import Cluster, Phase
 from glm5_hpc.errors import InputError
-from tests.conftest import GLM5_HPC, REPO, SLURM_CONF, containers, eventually, glm5, squeue_ids
+from tests.conftest import GLM5_HPC, PREFIX, REPO, SLURM_CONF, containers, eventually, glm5, squeue_ids
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -311,7 +311,7 @@ def test_doctor(tmp_path: Path, make_profile: Callable[..., Path]) -> None:
     proc = glm5("doctor", "--profile", str(good), timeout=400)
     assert proc.returncode == 0, proc.stdout
     assert "12 of 12 checks passed" in proc.stdout and "ok    runtime on a gpu node" in proc.stdout
-    assert "ok    no container outlives its job none on tgpu" in proc.stdout
+    assert f"ok    no container outlives its job none on {PREFIX}gpu" in proc.stdout
     assert "ok    TensorRT-LLM in the image fits recipe.variant source-build" in proc.stdout
     stock = make_profile("docstock", recipe={"variant": "stock"})  # the recipe's rc3 image cannot serve GLM-5 itself
     proc = glm5("doctor", "--profile", str(stock), timeout=400)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GPU_NODES, comment_jobs, containers, eventually, glm5, status_json
+from tests.conftest import GPU_NODES, PREFIX, comment_jobs, containers, eventually, glm5, status_json
 
 pytestmark = pytest.mark.usefixtures("cluster")
 TWO_NODES = {"stages": {"serve": {"nodes": 2, "gpus": 1, "mem": "1G"}}, "serve": {"tp_size": 2}}
@@ -35,13 +35,13 @@ def test_a_two_node_server_serves_and_survives_a_lost_rank_and_a_lost_node(
     st = status_json("across")
     serve = st["stages"][-1]
     job = serve["job_id"]
-    assert st["healthy"] and serve["node"] == "tgpu[1-2]", st
+    assert st["healthy"] and serve["node"] == f"{PREFIX}gpu[1-2]", st
     run_dir = Path(st["logs"]).parent
     ranks = {p.name: p.read_text().strip() for p in (run_dir / "ranks" / job).iterdir()}
-    assert ranks == {"0": "tgpu1", "1": "tgpu2"}, ranks  # each rank's container started on its own node
+    assert ranks == {"0": GPU_NODES[0], "1": GPU_NODES[1]}, ranks  # each rank's container started on its own node
     assert {f"glm5-across-serve-{job}", f"glm5-across-serve-r1-{job}"} <= containers()
     log = (Path(st["logs"]) / f"{job}_0_log.out").read_text()
-    assert "all 2 ranks joined" in log and "rank 1 of 2 joined on node tgpu2" in log
+    assert "all 2 ranks joined" in log and f"rank 1 of 2 joined on node {GPU_NODES[1]}" in log
 
     # Rank 1's container dies: srun ends every rank, the server exits, the restart policy starts it again.
     subprocess.run(["podman", "kill", f"glm5-across-serve-r1-{job}"], check=True, capture_output=True)
@@ -52,7 +52,7 @@ def test_a_two_node_server_serves_and_survives_a_lost_rank_and_a_lost_node(
 
     # Either node fails (rank 1's, then rank 0's, where the batch script and the watcher run): the job
     # ends NODE_FAIL and is requeued; it serves again once the node is back.
-    for lost, requeues in (("tgpu2", 1), ("tgpu1", 2)):
+    for lost, requeues in ((GPU_NODES[1], 1), (GPU_NODES[0], 2)):
         subprocess.run(["scontrol", "update", f"nodename={lost}", "state=down", "reason=glm5-across-test"], check=True)
         assert eventually(lambda: not status_json("across")["healthy"], timeout_s=30)
         subprocess.run(["scontrol", "update", f"nodename={lost}", "state=resume"], check=True)

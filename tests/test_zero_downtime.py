@@ -36,10 +36,10 @@ def job_state(job_id: str) -> str:
 def test_handover_before_the_time_limit(
     make_profile: Callable[..., Path], cleanup_deployments: list[str], state_dir: Path
 ) -> None:
-    """A 2-minute serve job queues its successor to begin 45 s before its limit; the successor
+    """A 1-minute serve job queues its successor to begin 28 s before its limit; the successor
     becomes healthy, takes the traffic, and the old job retires before its limit."""
-    profile = routed_profile(make_profile, "handover", handover={"mode": "overlap", "lead_s": 45},
-                             stages={"serve": {"time": "00:02:00"}})  # fmt: skip
+    profile = routed_profile(make_profile, "handover", handover={"mode": "overlap", "lead_s": 28},
+                             stages={"serve": {"time": "00:01:00"}})  # fmt: skip
     cleanup_deployments.append("handover")
     glm5("submit", "--profile", str(profile), "--name", "handover", "--wait", "--timeout", "240", check=True)
     first = status_json("handover")
