@@ -34,7 +34,12 @@ class Site:
     def __init__(self, version: str) -> None:
         self.version = version
         self.rootfs = Path(f"/var/lib/glm5-local/slurm-{version}/root")
-        self.home = f"/tmp/glm5-test-{uuid.uuid4().hex[:8]}"
+        self.tag = uuid.uuid4().hex[:8]
+        self.home = f"/tmp/glm5-test-{self.tag}"
+
+    def name(self, base: str) -> str:
+        """A deployment name of this run only: a job another run left on this cluster is never adopted."""
+        return f"{base}-{self.tag}"
 
     def run(self, *argv: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         pairs = [f"{k}={v}" for k, v in {"GLM5_HPC_STATE_DIR": f"{self.home}/state", **(env or {})}.items()]
@@ -101,49 +106,51 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
 
 
 def test_submit_list_logs_status_with_the_controller_down_redeploy_cancel(site: Site) -> None:
+    life = site.name("life")
     try:
-        proc = site.glm5("submit", "--profile", site.profile("life"), "--name", "life", "--wait", "--timeout", "240")
+        proc = site.glm5("submit", "--profile", site.profile("life"), "--name", life, "--wait", "--timeout", "240")
         assert proc.returncode == 0 and "completion: Paris." in proc.stdout, proc.stdout + proc.stderr
-        first = site.status("life")
+        first = site.status(life)
         assert first["healthy"] and [s["node"] for s in first["stages"]] == ["vnode1"] * 3
         assert [s["state"] for s in first["stages"]] == ["COMPLETED", "COMPLETED", "RUNNING"]
-        assert "life" in site.glm5("list", check=True).stdout
-        prep = site.glm5("logs", "life", "prep-model", "-n", "5", check=True).stdout
+        assert life in site.glm5("list", check=True).stdout
+        prep = site.glm5("logs", life, "prep-model", "-n", "5", check=True).stdout
         assert "config.json: changed: architectures -> [DeepseekV32ForCausalLM]" in prep
 
         site.controller(up=False)
-        down = site.glm5("status", "life", "--json", env={"GLM5_HPC_SLURM_RETRY_S": "5"}, timeout=120)
+        down = site.glm5("status", life, "--json", env={"GLM5_HPC_SLURM_RETRY_S": "5"}, timeout=120)
         assert down.returncode == 1 and down.stdout == "", down.stdout + down.stderr
         assert down.stderr.startswith(("glm5_hpc: error: sacct -X failed", "glm5_hpc: error: squeue -h failed")), down.stderr
         site.controller(up=True)
-        assert site.status("life")["healthy"]  # the same job, after the controller came back
+        assert site.status(life)["healthy"]  # the same job, after the controller came back
 
-        redone = site.glm5("redeploy", "life", "--wait", "--timeout", "240")
+        redone = site.glm5("redeploy", life, "--wait", "--timeout", "240")
         assert redone.returncode == 0, redone.stdout + redone.stderr
-        second = site.status("life")
+        second = site.status(life)
         old_serve = first["stages"][2]["job_id"]
         assert second["healthy"] and second["run_id"] != first["run_id"] and second["stages"][2]["job_id"] != old_serve
         assert eventually(lambda: site.sacct_state(old_serve) == "CANCELLED", timeout_s=60)
     finally:
-        site.glm5("cancel", "life")
-    assert eventually(lambda: not site.jobs("life"), timeout_s=60)
+        site.glm5("cancel", life)
+    assert eventually(lambda: not site.jobs(life), timeout_s=60)
 
 
 def test_a_failing_first_stage_cancels_the_rest(site: Site) -> None:
+    fails = site.name("fails")
     profile = site.profile("fails")
     (site.rootfs / site.home.lstrip("/") / "fails/models/GLM-5-nvfp4-v1/config.json").write_text("{ not json")
     try:
-        site.glm5("submit", "--profile", profile, "--name", "fails", check=True)
-        assert eventually(lambda: bool(site.status("fails").get("failure")) and
-                          site.status("fails")["stages"][2]["state"] == "CANCELLED", timeout_s=120)  # fmt: skip
-        dep = site.status("fails")
+        site.glm5("submit", "--profile", profile, "--name", fails, check=True)
+        assert eventually(lambda: bool(site.status(fails).get("failure")) and
+                          site.status(fails)["stages"][2]["state"] == "CANCELLED", timeout_s=120)  # fmt: skip
+        dep = site.status(fails)
         prep = dep["stages"][0]
         assert dep["failure"].startswith(f"stage prep-model (job {prep['job_id']}) ended FAILED"), dep["failure"]
         assert "config.json: not valid JSON" in dep["failure"]
         assert [s["state"] for s in dep["stages"][1:]] == ["CANCELLED", "CANCELLED"]  # killed as invalid dependants
-        assert not site.jobs("fails")
+        assert not site.jobs(fails)
     finally:
-        site.glm5("cancel", "fails")
+        site.glm5("cancel", fails)
 
 
 def test_a_handover_before_the_time_limit(site: Site) -> None:
@@ -155,18 +162,19 @@ def test_a_handover_before_the_time_limit(site: Site) -> None:
         serve={"host": "0.0.0.0", "tp_size": 4}, handover={"mode": "overlap", "lead_s": 25},
         stages={"serve": {"time": "00:01:00", "gpus": 4}},
     )  # fmt: skip
+    handover = site.name("handover")
     try:
-        site.glm5("submit", "--profile", profile, "--name", "handover", "--wait", "--timeout", "240", check=True)
-        first = site.status("handover")
+        site.glm5("submit", "--profile", profile, "--name", handover, "--wait", "--timeout", "240", check=True)
+        first = site.status(handover)
         old = first["route_job"]
         assert old == first["stages"][2]["job_id"]
-        assert eventually(lambda: site.status("handover")["next_serve"].startswith("job "), timeout_s=30)
+        assert eventually(lambda: site.status(handover)["next_serve"].startswith("job "), timeout_s=30)
         assert eventually(lambda: site.sacct_state(old) == "COMPLETED", timeout_s=120, interval_s=2)
-        after = site.status("handover")
+        after = site.status(handover)
         assert after["healthy"] and after["route_job"] != old and after["handovers"] >= 1, after
         assert after["stable_endpoint"] == first["stable_endpoint"]
         answer = site.run("curl", "-sf", f"{after['stable_endpoint']}/v1/models", timeout=30)
         assert answer.returncode == 0 and "GLM-5-nvfp4-v1" in answer.stdout, answer.stdout + answer.stderr
     finally:
-        site.glm5("cancel", "handover")
-    assert eventually(lambda: not site.jobs("handover"), timeout_s=60)
+        site.glm5("cancel", handover)
+    assert eventually(lambda: not site.jobs(handover), timeout_s=60)
