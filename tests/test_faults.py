@@ -35,7 +35,7 @@ from tests.conftest import (
 pytestmark = pytest.mark.usefixtures("cluster")
 
 
-SLURMCTLD_PID = Path("/run/glm5-local/test/slurmctld.pid")  # the test instance's controller, not another cluster's
+SLURMCTLD_PID = Path(f"/run/glm5-local/{INSTANCE}/slurmctld.pid")  # this worker's instance's controller, no other cluster's
 
 
 def node_ready() -> bool:
