@@ -34,7 +34,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # runs on the `test` instance, gw1 on `test2` (scripts/local-cluster). A file's tests run on one
 # worker, one after another; the two instances share only munge, MariaDB/slurmdbd and podman.
 WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-INSTANCE, PREFIX, CLUSTER_NAME = (("test", "t", "glm5test"), ("test2", "u", "glm5test2"))[WORKER]
+_INSTANCES = (("test", "t", "glm5test"), ("test2", "u", "glm5test2"))
+if len(_INSTANCES) <= WORKER:
+    raise pytest.UsageError(f"the suite has {len(_INSTANCES)} clusters, one per worker: run it with -n 2 or fewer")
+INSTANCE, PREFIX, CLUSTER_NAME = _INSTANCES[WORKER]
 SLURM_CONF = f"/etc/slurm-glm5-{INSTANCE}/slurm.conf"
 CPU_NODE, GPU_NODES = f"{PREFIX}cpu1", (f"{PREFIX}gpu1", f"{PREFIX}gpu2")
 _ports = itertools.count(18100 + 1000 * WORKER)
